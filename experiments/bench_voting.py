@@ -1,0 +1,202 @@
+"""Benchmark ``pe_jax.voting.nn_histogram`` against a matmul roofline, faiss and NumPy.
+
+Run (full grid, about 10 minutes on 2 CPU cores; ``--quick`` for a small grid)::
+
+    .venv/bin/python experiments/bench_voting.py [--quick] [--k 1] [--repeats 3]
+
+For each (N_priv, N_syn, D) the table shows, measured side by side in the same
+run (these machines are shared and noisy, so the ratios are what count):
+
+* ``ours_s`` / ``GF/s``: wall time and achieved GFLOP/s of ``nn_histogram``
+  (2 * N_priv * N_syn * D flops), after a warm-up call that compiles it;
+* ``mm_GF/s`` and ``vs_mm``: plain ``jnp.matmul`` (N_priv, D) x (D, N_syn) and
+  our GFLOP/s over its GFLOP/s.  When the float32 output would exceed
+  ``--mm-max-gb`` the matmul runs on a block of ``--mm-rows`` private rows
+  (same D and N_syn), marked ``*`` in the ``mm`` column;
+* ``faiss_x``: faiss ``IndexFlatL2`` (add synthetic, search private with the
+  same k) time over ours (> 1 means we are faster); ``-`` if faiss is missing;
+* ``numpy_x``: blocked NumPy brute force (matmul + argmin / argpartition) time
+  over ours; for shapes with N_priv > ``--numpy-rows`` it runs on the first
+  ``--numpy-rows`` rows and the time is scaled up linearly (marked ``*``);
+* memory: ``temp_MB`` is the compiled kernel's ``memory_analysis()`` temp size
+  (flat in N_priv); ``faiss_MB`` / ``numpy_MB`` the peak growth of the
+  process RSS during one search / brute force (sampled every 5 ms; freed
+  memory reused from an earlier step is not counted).
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import os
+import statistics
+import threading
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from pe_jax import voting
+
+FULL_GRID = [
+    (10_000, 2_000, 64),
+    (50_000, 5_000, 128),
+    (60_000, 10_000, 256),
+    (100_000, 10_000, 512),
+    (200_000, 20_000, 512),
+]
+QUICK_GRID = [(4_000, 1_000, 64), (20_000, 4_000, 256)]
+
+
+def _median_time(fn, repeats: int) -> float:
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def _rss_mb() -> float:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def _rss_growth_mb(fn) -> float:
+    """Peak RSS above the starting RSS while ``fn`` runs (sampled every 5 ms)."""
+    gc.collect()
+    start, peak, done = _rss_mb(), [0.0], threading.Event()
+
+    def sample():
+        while not done.is_set():
+            peak[0] = max(peak[0], _rss_mb())
+            time.sleep(0.005)
+
+    thread = threading.Thread(target=sample)
+    thread.start()
+    try:
+        fn()
+    finally:
+        done.set()
+        thread.join()
+    return max(peak[0], _rss_mb(), start) - start
+
+
+def _numpy_votes(private: np.ndarray, synthetic: np.ndarray, k: int, block: int = 4096) -> np.ndarray:
+    """Blocked brute-force L2 k-NN votes in NumPy (float32 matmul, like faiss)."""
+    sq = np.einsum("ij,ij->i", synthetic, synthetic)
+    hist = np.zeros(len(synthetic), np.int64)
+    for lo in range(0, len(private), block):
+        d = sq[None, :] - 2.0 * (private[lo : lo + block] @ synthetic.T)
+        if k == 1:
+            idx = np.argmin(d, axis=1)
+        else:
+            idx = np.argpartition(d, k - 1, axis=1)[:, :k].ravel()
+        np.add.at(hist, idx, 1)
+    return hist
+
+
+def _temp_mb(private: jax.Array, synthetic: jax.Array, k: int) -> float:
+    """Compiled temp memory of the kernel at the default tiles."""
+    lowered = voting._histogram.lower(
+        private,
+        synthetic,
+        score_fn=voting.METRICS["l2"],
+        k=k,
+        private_tile=voting.DEFAULT_TILES[jax.default_backend()][0],
+        synthetic_tile=voting.DEFAULT_TILES[jax.default_backend()][1],
+        mesh=None,
+    )
+    return lowered.compile().memory_analysis().temp_size_in_bytes / 2**20
+
+
+def bench_shape(n_priv: int, n_syn: int, dim: int, args, rng) -> dict:
+    flops = 2.0 * n_priv * n_syn * dim
+    private_np = rng.standard_normal((n_priv, dim), dtype=np.float32)
+    synthetic_np = rng.standard_normal((n_syn, dim), dtype=np.float32)
+    private, synthetic = jnp.asarray(private_np), jnp.asarray(synthetic_np)
+    row = {"shape": f"{n_priv}x{n_syn}x{dim}"}
+
+    def ours():
+        return voting.nn_histogram(private, synthetic, k=args.k).block_until_ready()
+
+    ours()
+    row["ours_s"] = _median_time(ours, args.repeats)
+    row["gflops"] = flops / row["ours_s"] / 1e9
+    row["temp_mb"] = _temp_mb(private, synthetic, args.k)
+
+    mm_rows = n_priv
+    if 4.0 * n_priv * n_syn > args.mm_max_gb * 1e9:
+        mm_rows = min(args.mm_rows, n_priv)
+    row["mm_block"] = mm_rows != n_priv
+    x_mm = private[:mm_rows]
+    matmul = jax.jit(lambda a, b: jnp.matmul(a, b.T))
+    matmul(x_mm, synthetic).block_until_ready()
+    mm_s = _median_time(lambda: matmul(x_mm, synthetic).block_until_ready(), args.repeats)
+    row["mm_gflops"] = 2.0 * mm_rows * n_syn * dim / mm_s / 1e9
+    del x_mm
+
+    row["faiss_x"] = row["faiss_mb"] = None
+    try:
+        import faiss
+    except ImportError:
+        faiss = None
+    if faiss is not None:
+        index = faiss.IndexFlatL2(dim)
+        index.add(synthetic_np)
+        index.search(private_np[:256], args.k)  # warm-up
+        row["faiss_mb"] = _rss_growth_mb(lambda: index.search(private_np, args.k))
+        faiss_s = _median_time(lambda: index.search(private_np, args.k), args.repeats)
+        row["faiss_x"] = faiss_s / row["ours_s"]
+        del index
+
+    rows_np = min(n_priv, args.numpy_rows)
+    row["numpy_sub"] = rows_np != n_priv
+    t0 = time.perf_counter()
+    row["numpy_mb"] = _rss_growth_mb(lambda: _numpy_votes(private_np[:rows_np], synthetic_np, args.k))
+    np_s = time.perf_counter() - t0
+    row["numpy_x"] = np_s * (n_priv / rows_np) / row["ours_s"]
+    return row
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="small grid (seconds)")
+    parser.add_argument("--k", type=int, default=1, help="neighbours per private row")
+    parser.add_argument("--repeats", type=int, default=3, help="timed repeats (median)")
+    parser.add_argument("--mm-max-gb", type=float, default=2.0, help="max matmul output size")
+    parser.add_argument("--mm-rows", type=int, default=16384, help="matmul row block beyond it")
+    parser.add_argument("--numpy-rows", type=int, default=20000, help="NumPy row subsample")
+    args = parser.parse_args()
+    rng = np.random.default_rng(0)
+    grid = QUICK_GRID if args.quick else FULL_GRID
+
+    print(f"jax {jax.__version__} on {jax.devices()[0].platform}, k={args.k}, median of {args.repeats}")
+    header = (
+        f"{'N_priv x N_syn x D':>22} {'ours_s':>8} {'GF/s':>7} {'mm_GF/s':>8} {'vs_mm':>6} "
+        f"{'faiss_x':>8} {'numpy_x':>8} {'temp_MB':>8} {'faiss_MB':>9} {'numpy_MB':>9}"
+    )
+    print(header)
+    print("-" * len(header))
+    for n_priv, n_syn, dim in grid:
+        r = bench_shape(n_priv, n_syn, dim, args, rng)
+        faiss_x = "-" if r["faiss_x"] is None else f"{r['faiss_x']:.2f}"
+        faiss_mb = "-" if r["faiss_mb"] is None else f"{r['faiss_mb']:.0f}"
+        mm = f"{r['mm_gflops']:.1f}" + ("*" if r["mm_block"] else "")
+        numpy_x = f"{r['numpy_x']:.2f}" + ("*" if r["numpy_sub"] else "")
+        print(
+            f"{r['shape']:>22} {r['ours_s']:8.3f} {r['gflops']:7.1f} {mm:>8} "
+            f"{r['gflops'] / r['mm_gflops']:6.2f} {faiss_x:>8} {numpy_x:>8} "
+            f"{r['temp_mb']:8.1f} {faiss_mb:>9} {r['numpy_mb']:9.0f}",
+            flush=True,
+        )
+    print(
+        f"* mm: matmul on a {args.mm_rows}-row block (full output > {args.mm_max_gb} GB); "
+        f"numpy: first {args.numpy_rows} rows, time scaled to N_priv.\n"
+        "faiss_x / numpy_x: their time / ours (> 1 = we are faster)."
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,24 @@
+"""scikit-learn's handwritten digits: 1,797 8x8 grey images that ship inside the wheel.
+
+This is the embedded default private data set, so that PE runs end to end with no download.
+Pixel values 0..16 are scaled to [0, 1] (bright ink on a dark background).
+"""
+
+import numpy as np
+
+from pe_jax.data.types import LabelledImages
+
+DIGITS_MAX_VALUE = 16.0
+
+
+def load_sklearn_digits() -> LabelledImages:
+    """All 1,797 digits as ``(1797, 8, 8, 1)`` float32 images with labels 0..9."""
+    from sklearn.datasets import load_digits
+
+    bunch = load_digits()
+    images = (bunch.images / DIGITS_MAX_VALUE).astype(np.float32)[..., None]
+    return LabelledImages(
+        images=images,
+        labels=bunch.target.astype(np.int32),
+        class_names=tuple(str(d) for d in range(10)),
+    )

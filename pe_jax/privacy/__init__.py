@@ -1,0 +1,39 @@
+"""Differential privacy for Private Evolution: accounting, noise, the ledger and ``release``.
+
+Privacy model. Each PE iteration releases one vote histogram: every private row votes for its k
+nearest synthetic rows with weight 1/sqrt(k), so one row's vote vector has L2 norm 1. Under
+add/remove adjacency (the default) adding or removing a row changes the weighted histogram by
+L2 norm exactly 1 (k distinct bins move by 1/sqrt(k)); under replace-one by at most sqrt(2).
+The noise multiplier ``sigma`` is relative to sensitivity 1: each bin gets noise of scale
+``sigma`` in the weighted histogram, ``sigma * sqrt(k)`` in count space. T iterations of the
+Gaussian mechanism are exactly mu-GDP with ``mu = sqrt(T) / sigma`` (``gdp_epsilon``); the PLD
+accountant (``epsilon`` / ``noise_multiplier``, on Google's dp_accounting) gives the tight
+(epsilon, delta).
+
+Why discrete. Votes are integers, so the released noise is an exact discrete Gaussian integer
+drawn on the host from the OS CSPRNG and the output lies on the lattice ``Z / sqrt(k)`` whatever
+the counts. A float32 ``count + sigma * normal`` has a sparse, count-dependent support: most
+outputs from a count of 0 are impossible from a count of 1 (about 87 % at sigma ~ 12), so one
+release would reveal membership. The discrete mechanism is accounted exactly, per bin, by its
+own PLD.
+
+Every private release goes through ``release``, which validates, checks the ``PrivacyLedger``
+budget, draws the noise once, records the event and thresholds.
+"""
+
+from pe_jax.privacy.accounting import epsilon, gdp_epsilon, noise_multiplier
+from pe_jax.privacy.ledger import BudgetExceededError, PrivacyLedger, ReleaseEvent
+from pe_jax.privacy.noise import sample_discrete_gaussian
+from pe_jax.privacy.release import Release, release
+
+__all__ = [
+    "epsilon",
+    "noise_multiplier",
+    "gdp_epsilon",
+    "release",
+    "Release",
+    "PrivacyLedger",
+    "ReleaseEvent",
+    "BudgetExceededError",
+    "sample_discrete_gaussian",
+]
