@@ -44,7 +44,8 @@ class PEConfig:
       noise_multiplier: sigma, relative to L2 sensitivity 1 of the vote histogram.
       samples_per_class: synthetic population size of each class (public); one entry for an
         unconditional run.
-      degrees: the variation degree used in each of the T iterations.
+      degrees: the variation degree used in each of the T iterations, in [0, 1]; checked
+        here so that a bad schedule fails before the first release, not after it.
       threshold: H, subtracted from the noisy histogram (post-processing).
       k: each private row votes for its k nearest synthetic samples.
       metric: the voting distance (see ``pe_jax.voting``).
@@ -77,6 +78,8 @@ class PEConfig:
                  "samples_per_class", "one or more ints >= 1", self.samples_per_class)
         _require(len(self.degrees) == self.iterations, "degrees",
                  f"one degree per iteration ({self.iterations})", self.degrees)
+        _require(all(0.0 <= d <= 1.0 for d in self.degrees), "degrees",
+                 "numbers in [0, 1] (see pe_jax.apis.Generator.variation)", self.degrees)
         _require(np.isfinite(self.threshold) and self.threshold >= 0,
                  "threshold", "a finite number >= 0", self.threshold)
         _require(isinstance(self.k, int) and 1 <= self.k <= min(self.samples_per_class),

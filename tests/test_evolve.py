@@ -112,7 +112,7 @@ def test_non_finite_private_rows_and_an_empty_class_release_finite_values():
 
 @pytest.mark.parametrize("field, value", [
     ("iterations", 0), ("noise_multiplier", 0.0), ("samples_per_class", ()),
-    ("degrees", (0.1,)), ("threshold", -1.0), ("k", 41), ("metric", "l1"),
+    ("degrees", (0.1,)), ("degrees", (0.5, 0.4, 0.3, 1.5)), ("threshold", -1.0), ("k", 41), ("metric", "l1"),
     ("selection", "best"), ("lookahead", -1), ("variation_folds", 0)])
 def test_config_rejects_bad_values_by_name(field, value):
     with pytest.raises(ValueError, match=field):

@@ -25,7 +25,11 @@ class Generator(Protocol):
         ...
 
     def variation(self, key: jax.Array, samples: Samples, degree: float) -> Samples:
-        """Draws one sample near each of ``samples``; larger ``degree`` moves further away."""
+        """Draws one sample near each of ``samples``.
+
+        ``degree`` lies in [0, 1]: 0 keeps the samples as they are, 1 moves as far as the
+        generator goes (about as far as a fresh ``random`` sample); PE lowers it over the run.
+        """
         ...
 
     def images(self, samples: Samples) -> jax.Array:
