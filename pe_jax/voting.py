@@ -16,10 +16,12 @@ inside, a scan over blocks of ``synthetic_tile`` synthetic rows that keeps a
 running minimum (k = 1) or a running top-k (k > 1).  Peak memory therefore
 depends on the tile sizes, not on ``N_priv``; the private array is read in
 place (windows of ``private_tile`` rows, the last one clamped to the end and
-masked), never padded or copied.  Each block's scores are one big matmul, so
-throughput is close to the matmul roofline.  Votes are int32 counts (integer
-histograms are what the discrete-Gaussian release expects); for k > 1 they are
-divided by ``sqrt(k)`` once, at the end.
+masked), never padded or copied.  The synthetic set is not padded either: the
+rows past the last whole tile are scored as one or two smaller blocks, so no
+matmul flops are spent on padding and no padding mask is needed.  Each block's
+scores are one big matmul, so throughput is close to the matmul roofline.
+Votes are int32 counts (integer histograms are what the discrete-Gaussian
+release expects); for k > 1 they are divided by ``sqrt(k)`` once, at the end.
 
 With a ``jax.sharding.Mesh`` the private rows are split over the mesh's first
 axis with ``jax.shard_map``; every device votes over its local rows against the
@@ -153,12 +155,17 @@ def _round_up(n: int, m: int) -> int:
 
 
 def _synthetic_tile(n_syn: int, cap: int, k: int) -> int:
-    """Balanced synthetic tile <= cap (>= k) so the last tile is not mostly padding."""
+    """Balanced synthetic tile in [k, min(cap, n_syn)], for k = 1 a multiple of
+    ``_CHUNK`` where possible (the rows past the last whole tile become smaller
+    blocks, see :func:`_split_synthetic`)."""
     cap = max(cap, k)
     n_tiles = -(-n_syn // cap)
     tile = max(-(-n_syn // n_tiles), k)  # top_k needs >= k columns per tile
     if tile >= 2 * _CHUNK:
         tile = min(_round_up(tile, _CHUNK), cap)
+    if tile > n_syn:
+        # k = 1: an aligned tile plus a short tail; top_k does not need alignment.
+        tile = n_syn - n_syn % _CHUNK if k == 1 else n_syn
     return tile
 
 
@@ -168,11 +175,10 @@ def _unroll(n_tiles: int) -> int:
     return max(1, n_tiles) if n_tiles <= _MAX_UNROLL else 1
 
 
-def _tile_scores(score_fn: ScoreFn, x: jax.Array, y: jax.Array, col0, n_syn: int):
-    """Scores of a (Bp, Bs) block with padded columns and NaN mapped to +inf."""
+def _tile_scores(score_fn: ScoreFn, x: jax.Array, y: jax.Array) -> jax.Array:
+    """Scores of a (Bp, Bs) block with NaN mapped to +inf."""
     s = score_fn(x, y).astype(jnp.float32)
-    col = col0 + lax.broadcasted_iota(jnp.int32, (1, y.shape[0]), 1)
-    return jnp.where((col < n_syn) & ~jnp.isnan(s), s, jnp.inf)
+    return jnp.where(jnp.isnan(s), jnp.inf, s)
 
 
 def _first_min(s: jax.Array, target: jax.Array) -> jax.Array:
@@ -201,62 +207,94 @@ def _row_min(s: jax.Array) -> tuple[jax.Array, jax.Array]:
     return row_min, first * _CHUNK + _first_min(block, row_min)
 
 
-def _nearest_1(
-    score_fn: ScoreFn, x: jax.Array, ys: jax.Array, n_syn: int, vary: Callable
-) -> jax.Array:
-    """Index of the nearest synthetic row for each row of ``x`` (lowest index on ties)."""
+def _split_synthetic(
+    synthetic: jax.Array, bs: int, k: int
+) -> tuple[jax.Array, tuple[jax.Array, ...]]:
+    """Whole tiles ``(n, bs, D)`` and the remainder as up to two smaller blocks.
+
+    Nothing is padded (padding to a multiple of ``bs`` wasted up to a few
+    percent of the matmul flops).  For k = 1 the remainder is split into a
+    ``_CHUNK``-aligned head and a short tail, so the chunked row minimum covers
+    all but < ``_CHUNK`` columns (for k > 1 an extra block would only cost an
+    extra top_k merge).  The blocks are sliced here, once, rather than inside
+    the private loop, where XLA copies them on every iteration.
+    """
+    n_full = synthetic.shape[0] // bs
+    rest = synthetic[n_full * bs :]
+    split = rest.shape[0] - rest.shape[0] % _CHUNK if k == 1 else rest.shape[0]
+    tails = tuple(b for b in (rest[:split], rest[split:]) if b.shape[0])
+    return synthetic[: n_full * bs].reshape(n_full, bs, synthetic.shape[1]), tails
+
+
+def _scan_tiles(step, carry, ys: jax.Array, tails: tuple[jax.Array, ...], first: int = 0):
+    """Run ``step(carry, y_tile, col0) -> carry`` over the whole tiles
+    ``ys[first:]`` (a scan) and then over the remainder blocks ``tails``."""
     bs = ys.shape[1]
 
-    def step(carry, j):
+    def body(carry, j):
+        return step(carry, ys[j], j * bs), None
+
+    n_scan = ys.shape[0] - first
+    if n_scan:
+        carry, _ = lax.scan(body, carry, jnp.arange(first, ys.shape[0]), unroll=_unroll(n_scan))
+    col0 = ys.shape[0] * bs
+    for y in tails:
+        carry = step(carry, y, col0)
+        col0 += y.shape[0]
+    return carry
+
+
+def _nearest_1(
+    score_fn: ScoreFn, x: jax.Array, ys: jax.Array, tails: tuple[jax.Array, ...], vary: Callable
+) -> jax.Array:
+    """Index of the nearest synthetic row for each row of ``x`` (lowest index on ties)."""
+
+    def step(carry, y, col0):
         best_s, best_i = carry
-        s = _tile_scores(score_fn, x, ys[j], j * bs, n_syn)
-        tile_min, tile_arg = _row_min(s)
+        tile_min, tile_arg = _row_min(_tile_scores(score_fn, x, y))
         better = tile_min < best_s  # strict: earlier (lower-index) tiles win ties
-        return (
-            jnp.where(better, tile_min, best_s),
-            jnp.where(better, j * bs + tile_arg, best_i),
-        ), None
+        return jnp.where(better, tile_min, best_s), jnp.where(better, col0 + tile_arg, best_i)
 
     init = vary((jnp.full((x.shape[0],), jnp.inf, jnp.float32), jnp.zeros((x.shape[0],), jnp.int32)))
-    (_, best_i), _ = lax.scan(step, init, jnp.arange(ys.shape[0]), unroll=_unroll(ys.shape[0]))
+    _, best_i = _scan_tiles(step, init, ys, tails)
     return best_i[:, None]
 
 
-def _nearest_k(score_fn: ScoreFn, x: jax.Array, ys: jax.Array, n_syn: int, k: int) -> jax.Array:
+def _nearest_k(
+    score_fn: ScoreFn, x: jax.Array, ys: jax.Array, tails: tuple[jax.Array, ...], k: int
+) -> jax.Array:
     """Indices (Bp, k) of the k nearest synthetic rows, ties to lower indices."""
-    bs = ys.shape[1]
 
-    def tile_topk(j):
-        s = _tile_scores(score_fn, x, ys[j], j * bs, n_syn)
-        neg, idx = lax.top_k(-s, k)  # top_k prefers the lower index among equals
-        return neg, idx + j * bs
+    def tile_topk(y, col0):
+        neg, idx = lax.top_k(-_tile_scores(score_fn, x, y), min(k, y.shape[0]))
+        return neg, idx + col0  # top_k prefers the lower index among equals
 
-    def step(carry, j):
+    def step(carry, y, col0):
         best_neg, best_i = carry
-        neg, idx = tile_topk(j)
+        neg, idx = tile_topk(y, col0)
         # [best, new]: on equal scores the earlier (lower-index) entries win.
         merged_neg, pos = lax.top_k(jnp.concatenate([best_neg, neg], axis=1), k)
         merged_i = jnp.take_along_axis(jnp.concatenate([best_i, idx], axis=1), pos, axis=1)
-        return (merged_neg, merged_i), None
+        return merged_neg, merged_i
 
-    # The first tile initialises the carry, so no placeholder can tie with real scores.
-    rest = jnp.arange(1, ys.shape[0])
-    (_, best_i), _ = lax.scan(step, tile_topk(0), rest, unroll=_unroll(ys.shape[0] - 1))
+    # The first tile (>= k rows) initialises the carry, so no placeholder can
+    # tie with real scores.
+    _, best_i = _scan_tiles(step, tile_topk(ys[0], 0), ys, tails, first=1)
     return best_i
 
 
 def _local_counts(
     x: jax.Array,
     ys: jax.Array,
+    tails: tuple[jax.Array, ...],
     *,
     score_fn: ScoreFn,
     k: int,
-    n_syn: int,
     private_tile: int,
     n_valid: jax.Array | int,
     axis: str | None = None,
 ) -> jax.Array:
-    """int32 vote counts (padded length) of the first ``n_valid`` rows of ``x``.
+    """int32 vote counts over ``[*ys, *tails]`` of the first ``n_valid`` rows of ``x``.
 
     Inside ``shard_map`` over ``axis`` the loop carries are marked as varying
     over it (they hold per-device values).
@@ -277,13 +315,13 @@ def _local_counts(
         ok = (row >= lo) & (row < n_valid) & jnp.all(jnp.isfinite(xt), axis=1)
         xt = jnp.where(ok[:, None], xt, 0.0)
         if k == 1:
-            idx = _nearest_1(score_fn, xt, ys, n_syn, vary)
+            idx = _nearest_1(score_fn, xt, ys, tails, vary)
         else:
-            idx = _nearest_k(score_fn, xt, ys, n_syn, k)
+            idx = _nearest_k(score_fn, xt, ys, tails, k)
         votes = jnp.broadcast_to(ok[:, None].astype(jnp.int32), idx.shape)
         return hist.at[idx.ravel()].add(votes.ravel(), mode="drop")
 
-    hist0 = vary(jnp.zeros((ys.shape[0] * ys.shape[1],), jnp.int32))
+    hist0 = vary(jnp.zeros((ys.shape[0] * ys.shape[1] + sum(y.shape[0] for y in tails),), jnp.int32))
     return lax.fori_loop(0, n_tiles, body, hist0)
 
 
@@ -303,15 +341,12 @@ def _histogram(
 ) -> jax.Array:
     """Compiled core; arguments are validated by :func:`nn_histogram`."""
     n_priv = private.shape[0]
-    n_syn, dim = synthetic.shape
-    bs = _synthetic_tile(n_syn, synthetic_tile, k)
-    n_st = -(-n_syn // bs)
-    ys = jnp.pad(synthetic.astype(jnp.float32), ((0, n_st * bs - n_syn), (0, 0)))
-    ys = ys.reshape(n_st, bs, dim)
-    count = partial(_local_counts, score_fn=score_fn, k=k, n_syn=n_syn, private_tile=private_tile)
+    bs = _synthetic_tile(synthetic.shape[0], synthetic_tile, k)
+    ys, tails = _split_synthetic(synthetic.astype(jnp.float32), bs, k)
+    count = partial(_local_counts, score_fn=score_fn, k=k, private_tile=private_tile)
 
     if mesh is None:
-        hist = count(private, ys, n_valid=n_priv)
+        hist = count(private, ys, tails, n_valid=n_priv)
     else:
         axis = mesh.axis_names[0]
         n_dev = mesh.shape[axis]
@@ -320,21 +355,20 @@ def _histogram(
             private = jnp.pad(private, ((0, n_local * n_dev - n_priv), (0, 0)))
         if mesh.axis_types[0] == jax.sharding.AxisType.Explicit:
             private = jax.reshard(private, jax.P(axis))
-            ys = jax.reshard(ys, jax.P())
+            ys, tails = jax.reshard((ys, tails), jax.P())
 
-        def per_device(x_local, ys_rep):
+        def per_device(x_local, ys_rep, tails_rep):
             first = lax.axis_index(axis) * n_local
             n_valid = jnp.clip(n_priv - first, 0, n_local)
-            return lax.psum(count(x_local, ys_rep, n_valid=n_valid, axis=axis), axis)
+            return lax.psum(count(x_local, ys_rep, tails_rep, n_valid=n_valid, axis=axis), axis)
 
         hist = jax.shard_map(
             per_device,
             mesh=mesh,
-            in_specs=(jax.P(axis), jax.P()),
+            in_specs=(jax.P(axis), jax.P(), jax.P()),
             out_specs=jax.P(),
-        )(private, ys)
+        )(private, ys, tails)
 
-    hist = hist[:n_syn]
     if k == 1:
         return hist
     # XLA rewrites division by a broadcast scalar into multiplication by its
