@@ -29,6 +29,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from pe_jax import population, privacy, voting
+from pe_jax._checks import check_int, require
 from pe_jax.apis import Generator, Samples
 from pe_jax.embeddings import Embedder
 
@@ -69,28 +70,24 @@ class PEConfig:
     lookahead: int = 0
 
     def __post_init__(self) -> None:
-        _require(isinstance(self.iterations, int) and self.iterations >= 1,
-                 "iterations", "an int >= 1", self.iterations)
-        _require(np.isfinite(self.noise_multiplier) and self.noise_multiplier > 0,
+        check_int("iterations", self.iterations, 1)
+        require(np.isfinite(self.noise_multiplier) and self.noise_multiplier > 0,
                  "noise_multiplier", "a finite number > 0", self.noise_multiplier)
-        _require(len(self.samples_per_class) >= 1
+        require(len(self.samples_per_class) >= 1
                  and all(isinstance(n, int) and n >= 1 for n in self.samples_per_class),
                  "samples_per_class", "one or more ints >= 1", self.samples_per_class)
-        _require(len(self.degrees) == self.iterations, "degrees",
+        require(len(self.degrees) == self.iterations, "degrees",
                  f"one degree per iteration ({self.iterations})", self.degrees)
-        _require(all(0.0 <= d <= 1.0 for d in self.degrees), "degrees",
+        require(all(0.0 <= d <= 1.0 for d in self.degrees), "degrees",
                  "numbers in [0, 1] (see pe_jax.apis.Generator.variation)", self.degrees)
-        _require(np.isfinite(self.threshold) and self.threshold >= 0,
+        require(np.isfinite(self.threshold) and self.threshold >= 0,
                  "threshold", "a finite number >= 0", self.threshold)
-        _require(isinstance(self.k, int) and 1 <= self.k <= min(self.samples_per_class),
-                 "k", f"an int in [1, {min(self.samples_per_class)}] (the smallest class)",
-                 self.k)
-        _require(self.metric in voting.METRICS, "metric", f"one of {tuple(voting.METRICS)}",
+        check_int("k", self.k, 1, min(self.samples_per_class))  # at most the smallest class
+        require(self.metric in voting.METRICS, "metric", f"one of {tuple(voting.METRICS)}",
                  self.metric)
-        _require(self.selection in population.SELECTION_METHODS, "selection",
+        require(self.selection in population.SELECTION_METHODS, "selection",
                  f"one of {population.SELECTION_METHODS}", self.selection)
-        _require(isinstance(self.lookahead, int) and self.lookahead >= 0,
-                 "lookahead", "an int >= 0", self.lookahead)
+        check_int("lookahead", self.lookahead, 0)
         for n in self.samples_per_class:
             population.parents_per_class(n, self.variation_folds, self.keep_selected)
 
@@ -130,11 +127,10 @@ def degree_schedule(start: float, end: float, iterations: int,
     PE explores widely first and refines later, so degrees usually fall over the run.
     ``geometric`` needs both ends positive.
     """
-    _require(kind in DEGREE_SCHEDULES, "kind", f"one of {DEGREE_SCHEDULES}", kind)
-    _require(isinstance(iterations, int) and iterations >= 1, "iterations", "an int >= 1",
-             iterations)
+    require(kind in DEGREE_SCHEDULES, "kind", f"one of {DEGREE_SCHEDULES}", kind)
+    check_int("iterations", iterations, 1)
     if kind == "geometric":
-        _require(start > 0 and end > 0, "start/end", "positive for a geometric schedule",
+        require(start > 0 and end > 0, "start/end", "positive for a geometric schedule",
                  (start, end))
         return tuple(float(d) for d in np.geomspace(start, end, iterations))
     return tuple(float(d) for d in np.linspace(start, end, iterations))
@@ -213,20 +209,20 @@ def _embed_private(embedder: Embedder, images: np.ndarray, labels: np.ndarray | 
     is released.
     """
     images = np.asarray(images)
-    _require(images.ndim == 4, "private_images", "an array of shape (n, H, W, C)",
+    require(images.ndim == 4, "private_images", "an array of shape (n, H, W, C)",
              f"shape {images.shape}")
-    _require(np.issubdtype(images.dtype, np.number), "private_images", "a numeric array",
+    require(np.issubdtype(images.dtype, np.number), "private_images", "a numeric array",
              images.dtype)
     if labels is None:
-        _require(config.num_classes == 1, "samples_per_class",
+        require(config.num_classes == 1, "samples_per_class",
                  "a single entry when private_labels is None", config.samples_per_class)
         labels = np.zeros(len(images), np.int32)
     labels = np.asarray(labels)
-    _require(labels.shape == (len(images),), "private_labels",
+    require(labels.shape == (len(images),), "private_labels",
              f"shape ({len(images)},), one per private image", f"shape {labels.shape}")
-    _require(np.issubdtype(labels.dtype, np.integer), "private_labels", "integers",
+    require(np.issubdtype(labels.dtype, np.integer), "private_labels", "integers",
              labels.dtype)
-    _require(labels.size == 0 or (labels.min() >= 0 and labels.max() < config.num_classes),
+    require(labels.size == 0 or (labels.min() >= 0 and labels.max() < config.num_classes),
              "private_labels", f"ints in [0, {config.num_classes}) (one per class given in "
              "samples_per_class)", "values outside that range")
     features = embedder(jnp.asarray(images, jnp.float32))
@@ -244,8 +240,3 @@ def _embed_synthetic(key: jax.Array, generator: Generator, embedder: Embedder,
         for i in range(lookahead))
     return np.asarray(total / lookahead)
 
-
-def _require(ok: bool, name: str, allowed: str, got: object) -> None:
-    """Raises a ValueError that names the parameter, what is allowed and what was given."""
-    if not ok:
-        raise ValueError(f"{name} must be {allowed}; got {got!r}")

@@ -18,6 +18,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from pe_jax._checks import check_int, require
 from pe_jax.apis import Generator, Samples
 
 SELECTION_METHODS = ("sample", "rank")
@@ -26,13 +27,10 @@ SELECTION_METHODS = ("sample", "rank")
 def select(key: jax.Array, counts: jax.Array, num: int, *, method: str = "sample") -> jax.Array:
     """Indices (into ``counts``) of ``num`` parents, chosen by ``method`` from the counts."""
     counts = jnp.asarray(counts, jnp.float32)
-    if counts.ndim != 1 or counts.shape[0] == 0:
-        raise ValueError(f"counts must be a non-empty 1-D array; got shape {counts.shape}")
-    if method not in SELECTION_METHODS:
-        raise ValueError(f"method must be one of {SELECTION_METHODS}; got {method!r}")
-    if num < 1 or (method == "rank" and num > counts.shape[0]):
-        limit = f"at most {counts.shape[0]} for rank" if method == "rank" else "at least 1"
-        raise ValueError(f"num must be {limit}; got {num}")
+    require(counts.ndim == 1 and counts.shape[0] > 0, "counts", "a non-empty 1-D array",
+            f"shape {counts.shape}")
+    require(method in SELECTION_METHODS, "method", f"one of {SELECTION_METHODS}", method)
+    check_int("num", num, 1, counts.shape[0] if method == "rank" else None)
     weights = jnp.where(jnp.sum(counts) > 0, counts, jnp.ones_like(counts))
     if method == "rank":
         return jax.lax.top_k(weights, num)[1]
@@ -41,14 +39,10 @@ def select(key: jax.Array, counts: jax.Array, num: int, *, method: str = "sample
 
 def parents_per_class(samples_per_class: int, variation_folds: int, keep_selected: bool) -> int:
     """How many parents a class of ``samples_per_class`` samples selects each iteration."""
-    if variation_folds < 1:
-        raise ValueError(f"variation_folds must be at least 1; got {variation_folds}")
+    check_int("variation_folds", variation_folds, 1)
     group = variation_folds + int(keep_selected)
-    if samples_per_class % group:
-        raise ValueError(
-            f"samples per class ({samples_per_class}) must be a multiple of "
-            f"variation_folds + keep_selected ({group})"
-        )
+    require(samples_per_class % group == 0, "samples per class",
+            f"a multiple of variation_folds + keep_selected ({group})", samples_per_class)
     return samples_per_class // group
 
 

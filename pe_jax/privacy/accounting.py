@@ -34,6 +34,8 @@ from typing import TYPE_CHECKING, Final
 
 from scipy import optimize, special
 
+from pe_jax._checks import check_int
+
 if TYPE_CHECKING:
     from dp_accounting.pld.privacy_loss_distribution import PrivacyLossDistribution
 
@@ -72,13 +74,6 @@ def check_delta(delta: float) -> float:
     if not 0.0 < float(delta) < 1.0:
         raise ValueError(f"delta must be in (0, 1), got {delta!r}")
     return float(delta)
-
-
-def check_positive_int(value: int, name: str) -> int:
-    """Returns ``value`` as int if it is an integer >= 1 (bools are refused)."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-        raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
-    return int(value)
 
 
 def check_noise_multiplier(sigma: float, *, allow_zero: bool) -> float:
@@ -205,8 +200,8 @@ def epsilon(noise_multiplier: float, delta: float, iterations: int, *,
     gives ``inf``.
     """
     sigma = check_noise_multiplier(noise_multiplier, allow_zero=True)
-    groups = ((check_mechanism(mechanism), sigma, check_positive_int(k, "k"),
-               check_positive_int(iterations, "iterations")),)
+    groups = ((check_mechanism(mechanism), sigma, check_int("k", k, 1),
+               check_int("iterations", iterations, 1)),)
     return epsilon_of_groups(groups, check_adjacency(adjacency), check_delta(delta))
 
 
@@ -221,9 +216,9 @@ def noise_multiplier(epsilon: float, delta: float, iterations: int, *,
     """
     target = _check_epsilon(epsilon)
     delta = check_delta(delta)
-    iterations = check_positive_int(iterations, "iterations")
+    iterations = check_int("iterations", iterations, 1)
     mechanism, adjacency = check_mechanism(mechanism), check_adjacency(adjacency)
-    k = check_positive_int(k, "k")
+    k = check_int("k", k, 1)
     sigma0 = _sensitivity_factor(adjacency) * math.sqrt(iterations) / _gdp_mu(target, delta)
     return _calibrate(
         lambda s: epsilon_of_groups(((mechanism, s, k, iterations),), adjacency, delta),

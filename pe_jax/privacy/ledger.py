@@ -15,6 +15,7 @@ import numbers
 from collections import Counter
 from typing import Any, Final
 
+from pe_jax._checks import check_int
 from pe_jax.privacy import accounting
 
 __all__ = ["ReleaseEvent", "PrivacyLedger", "BudgetExceededError"]
@@ -44,7 +45,7 @@ class ReleaseEvent:
         accounting.check_mechanism(self.mechanism)
         object.__setattr__(self, "noise_multiplier", accounting.check_noise_multiplier(
             self.noise_multiplier, allow_zero=False))
-        object.__setattr__(self, "k", accounting.check_positive_int(self.k, "k"))
+        object.__setattr__(self, "k", check_int("k", self.k, 1))
         if not isinstance(self.source, str):
             raise ValueError(f"source must be a str, got {type(self.source).__name__}")
 

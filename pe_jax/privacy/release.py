@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from pe_jax._checks import check_int
 from pe_jax.privacy import accounting
 from pe_jax.privacy.ledger import PrivacyLedger, ReleaseEvent
 from pe_jax.privacy.noise import check_rng, describe_source, sample_discrete_gaussian
@@ -94,7 +95,7 @@ def release(clean_histogram: Any, *, noise_multiplier: float, threshold: float,
     ValueError for bad input and ``BudgetExceededError`` over budget, in both cases before any
     noise is drawn and with the ledger unchanged.
     """
-    k = accounting.check_positive_int(k, "k")
+    k = check_int("k", k, 1)
     sigma = accounting.check_noise_multiplier(noise_multiplier, allow_zero=False)
     threshold = _check_finite_nonneg(threshold, "threshold")
     if not isinstance(ledger, PrivacyLedger):
