@@ -94,7 +94,8 @@ def run_command(config: ml_collections.ConfigDict, out: pathlib.Path, progress: 
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="pe-jax", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="pe-jax", description="Differentially private synthetic data by Private Evolution.")
     commands = parser.add_subparsers(dest="command", required=True)
     run = commands.add_parser("run", help="run Private Evolution and write its outputs")
     run.add_argument("--config", default=str(DEFAULT_CONFIG),
