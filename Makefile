@@ -7,7 +7,7 @@ INSTALLED := $(VENV)/.installed
 
 $(INSTALLED): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(VENV)/bin/pip install --quiet -e '.[test,bench]'
+	$(VENV)/bin/pip install --quiet -e '.[test]'
 	touch $(INSTALLED)
 
 run: $(INSTALLED)
@@ -17,4 +17,5 @@ test: $(INSTALLED)
 	$(VENV)/bin/python -m pytest
 
 bench: $(INSTALLED)
+	$(VENV)/bin/pip install --quiet -e '.[bench]'
 	$(VENV)/bin/python experiments/bench_voting.py
