@@ -58,7 +58,6 @@ exactly k votes for k distinct synthetic rows.
 from __future__ import annotations
 
 import math
-import operator
 import types
 from collections.abc import Callable, Mapping
 from functools import partial
@@ -66,6 +65,8 @@ from functools import partial
 import jax
 import jax.numpy as jnp
 from jax import lax
+
+from pe_jax._checks import check_int
 
 __all__ = [
     "DEFAULT_TILES",
@@ -378,19 +379,6 @@ def _histogram(
     return hist.astype(jnp.float32) / divisor
 
 
-def _check_int(name: str, value, lo: int, hi: int | None = None) -> int:
-    if isinstance(value, bool):
-        raise ValueError(f"{name} must be an integer, got {value!r}")
-    try:
-        value = operator.index(value)
-    except TypeError:
-        raise ValueError(f"{name} must be an integer, got {value!r}") from None
-    if value < lo or (hi is not None and value > hi):
-        allowed = f">= {lo}" if hi is None else f"in [{lo}, {hi}]"
-        raise ValueError(f"{name} must be {allowed}, got {value}")
-    return value
-
-
 def _as_matrix(name: str, a) -> jax.Array:
     if not isinstance(a, jax.Array):
         a = jnp.asarray(a)
@@ -448,15 +436,15 @@ def nn_histogram(
             f"private and synthetic must have the same feature dimension D: "
             f"private has {private.shape[1]}, synthetic has {dim}"
         )
-    k = _check_int("k", k, 1, n_syn)
+    k = check_int("k", k, 1, n_syn)
     if metric not in _SCORES:
         raise ValueError(f"metric must be one of {tuple(_SCORES)}, got {metric!r}")
     if mesh is not None and not isinstance(mesh, jax.sharding.Mesh):
         raise ValueError(f"mesh must be a jax.sharding.Mesh or None, got {type(mesh).__name__}")
     platform = jax.default_backend() if mesh is None else mesh.devices.flat[0].platform
     default_p, default_s = DEFAULT_TILES.get(platform, DEFAULT_TILES["gpu"])
-    private_tile = _check_int("private_tile", default_p if private_tile is None else private_tile, 1)
-    synthetic_tile = _check_int(
+    private_tile = check_int("private_tile", default_p if private_tile is None else private_tile, 1)
+    synthetic_tile = check_int(
         "synthetic_tile", default_s if synthetic_tile is None else synthetic_tile, 1
     )
     if not isinstance(synthetic, jax.core.Tracer) and not bool(jnp.all(jnp.isfinite(synthetic))):
