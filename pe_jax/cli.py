@@ -88,7 +88,13 @@ def run_command(config: ml_collections.ConfigDict, out: pathlib.Path, progress: 
     images = generator.images(result.samples)
     reporting.save_samples(out / "samples.npz", images, result.labels, private.class_names)
     reporting.save_image_grid(out / "samples.png", images, result.labels, private.num_classes)
-    report = reporting.privacy_report(ledger, target_epsilon=config.epsilon)
+    public = {
+        "samples_per_class": list(pe_config.samples_per_class),
+        "generator": {"name": config.generator, "fonts": list(generator.fonts)},
+        "embedding": config.embedding,
+        "configuration": "all settings in config.json",
+    }
+    report = reporting.privacy_report(ledger, target_epsilon=config.epsilon, public=public)
     reporting.write_privacy_report(out, report)
     return report
 

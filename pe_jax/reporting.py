@@ -13,6 +13,7 @@ import numpy as np
 from PIL import Image
 
 from pe_jax import privacy
+from pe_jax.privacy.accounting import ACCOUNTANT
 
 GRID_CELL_PIXELS = 32
 GRID_GAP_PIXELS = 2
@@ -64,8 +65,15 @@ def save_samples(path: pathlib.Path, images: np.ndarray, labels: np.ndarray,
                         class_names=np.asarray(class_names, dtype=np.str_))
 
 
-def privacy_report(ledger: privacy.PrivacyLedger, *, target_epsilon: float | None) -> dict:
-    """The run's privacy guarantee, per iteration and in total, as JSON-safe values."""
+def privacy_report(ledger: privacy.PrivacyLedger, *, target_epsilon: float | None,
+                   public: dict[str, object]) -> dict:
+    """The run's privacy guarantee, per iteration and in total, as JSON-safe values.
+
+    ``public`` lists what the run treated as public (and so outside the guarantee), such as
+    per-class sample counts, the generator and the embedding.
+    """
+    import jax
+
     events = ledger.events
     return {
         "epsilon": ledger.epsilon_spent(),
@@ -75,7 +83,13 @@ def privacy_report(ledger: privacy.PrivacyLedger, *, target_epsilon: float | Non
         "noise_multiplier": sorted({e.noise_multiplier for e in events}),
         "mechanism": sorted({e.mechanism for e in events}),
         "adjacency": ledger.adjacency,
+        "sensitivity": "L2 1 per iteration: each private row casts k votes of weight 1/sqrt(k), "
+                       "in its own class only",
+        "accountant": ACCOUNTANT,
+        "randomness": sorted({e.source for e in events}),
         "epsilon_per_iteration": ledger.epsilon_history(),
+        "public": public,
+        "jax": {"version": jax.__version__, "backend": jax.default_backend()},
         "ledger": ledger.to_dict(),
     }
 
@@ -88,7 +102,10 @@ def write_privacy_report(out_dir: pathlib.Path, report: dict) -> None:
         f"({report['epsilon']:.4g}, {report['delta']:.3g})-DP under {report['adjacency']} "
         "adjacency",
         f"T = {report['iterations']} releases, noise multiplier sigma = {sigma}, "
-        f"mechanism: {', '.join(report['mechanism'])}",
+        f"mechanism: {', '.join(report['mechanism'])}, noise from "
+        f"{', '.join(report['randomness'])}",
+        f"accountant: {report['accountant']}",
+        "treated as public: " + ", ".join(report["public"]),
     ]
     if report["target_epsilon"] is not None:
         lines.append(f"target epsilon: {report['target_epsilon']:.4g}")

@@ -18,6 +18,10 @@ def test_run_writes_samples_grid_and_privacy_report(tmp_path, capsys):
     assert report["iterations"] == 2 and report["delta"] == 1e-5
     assert 0 < report["epsilon"] <= report["target_epsilon"] == 4.0
     assert report["mechanism"] == ["discrete_gaussian"]
+    assert report["randomness"] == ["os.urandom (CSPRNG)"]
+    assert report["public"]["samples_per_class"] == [10] * 10
+    assert report["public"]["generator"]["fonts"]
+    assert report["jax"]["backend"] == "cpu"
     assert len(report["epsilon_per_iteration"]) == 2
     assert report["epsilon_per_iteration"][-1] == pytest.approx(report["epsilon"])
     samples = np.load(out / "samples.npz")

@@ -41,6 +41,8 @@ if TYPE_CHECKING:
 
 __all__ = ["epsilon", "noise_multiplier", "gdp_epsilon", "MECHANISMS", "ADJACENCIES"]
 
+ACCOUNTANT: Final = ("dp_accounting privacy loss distributions, pessimistic estimates "
+                     "(connect-the-dots for the discrete Gaussian)")
 MECHANISMS: Final = ("discrete_gaussian", "gaussian")
 ADJACENCIES: Final = ("add_remove", "replace_one")
 
