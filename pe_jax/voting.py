@@ -3,8 +3,8 @@
 In every Private Evolution iteration each private embedding votes for its ``k``
 nearest synthetic embeddings with weight ``1/sqrt(k)``, so one row's vote vector
 has L2 norm exactly 1 (k = 1) or at most 1 (any k): the histogram has add/remove
-L2 sensitivity 1 and the Gaussian noise added by ``pe_jax.privacy`` is
-calibrated to that.  This module computes the *clean* histogram; noise is added
+L2 sensitivity 1 and the discrete Gaussian noise added by ``pe_jax.privacy``
+is calibrated to that.  This module computes the *clean* histogram; noise is added
 elsewhere.
 
 Why a dedicated kernel
