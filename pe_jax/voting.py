@@ -156,8 +156,8 @@ def _round_up(n: int, m: int) -> int:
 
 
 def _synthetic_tile(n_syn: int, cap: int, k: int) -> int:
-    """Balanced synthetic tile in [k, min(cap, n_syn)], for k = 1 a multiple of
-    ``_CHUNK`` where possible (the rows past the last whole tile become smaller
+    """Balanced synthetic tile in [k, min(cap, n_syn)], a multiple of ``_CHUNK``
+    where possible (the rows past the last whole tile become smaller
     blocks, see :func:`_split_synthetic`)."""
     cap = max(cap, k)
     n_tiles = -(-n_syn // cap)
@@ -165,8 +165,10 @@ def _synthetic_tile(n_syn: int, cap: int, k: int) -> int:
     if tile >= 2 * _CHUNK:
         tile = min(_round_up(tile, _CHUNK), cap)
     if tile > n_syn:
-        # k = 1: an aligned tile plus a short tail; top_k does not need alignment.
-        tile = n_syn - n_syn % _CHUNK if k == 1 else n_syn
+        # An aligned tile plus a short tail: the row minimum (k = 1) and the chunked
+        # top-k (k > 1) both work on whole chunks; top_k needs at least k columns.
+        aligned = n_syn - n_syn % _CHUNK
+        tile = aligned if aligned >= k else n_syn
     return tile
 
 
@@ -208,21 +210,19 @@ def _row_min(s: jax.Array) -> tuple[jax.Array, jax.Array]:
     return row_min, first * _CHUNK + _first_min(block, row_min)
 
 
-def _split_synthetic(
-    synthetic: jax.Array, bs: int, k: int
-) -> tuple[jax.Array, tuple[jax.Array, ...]]:
+def _split_synthetic(synthetic: jax.Array, bs: int) -> tuple[jax.Array, tuple[jax.Array, ...]]:
     """Whole tiles ``(n, bs, D)`` and the remainder as up to two smaller blocks.
 
     Nothing is padded (padding to a multiple of ``bs`` wasted up to a few
-    percent of the matmul flops).  For k = 1 the remainder is split into a
-    ``_CHUNK``-aligned head and a short tail, so the chunked row minimum covers
-    all but < ``_CHUNK`` columns (for k > 1 an extra block would only cost an
-    extra top_k merge).  The blocks are sliced here, once, rather than inside
-    the private loop, where XLA copies them on every iteration.
+    percent of the matmul flops).  The remainder is split into a
+    ``_CHUNK``-aligned head and a short tail, so the chunked row minimum (k = 1)
+    and chunked top-k (k > 1) cover all but < ``_CHUNK`` columns.  The blocks are
+    sliced here, once, rather than inside the private loop, where XLA copies
+    them on every iteration.
     """
     n_full = synthetic.shape[0] // bs
     rest = synthetic[n_full * bs :]
-    split = rest.shape[0] - rest.shape[0] % _CHUNK if k == 1 else rest.shape[0]
+    split = rest.shape[0] - rest.shape[0] % _CHUNK
     tails = tuple(b for b in (rest[:split], rest[split:]) if b.shape[0])
     return synthetic[: n_full * bs].reshape(n_full, bs, synthetic.shape[1]), tails
 
@@ -261,14 +261,35 @@ def _nearest_1(
     return best_i[:, None]
 
 
+def _row_top_k(s: jax.Array, k: int) -> tuple[jax.Array, jax.Array]:
+    """Negated k smallest scores of each row of ``s`` and their columns, ties to lower columns.
+
+    On wide tiles the search first keeps the k chunks of ``_CHUNK`` columns whose minima
+    (first minimum on ties) are smallest: each of the row's k nearest lies in one of them,
+    since a chunk left out is preceded by k kept chunks that each hold a nearer (or equal and
+    lower-indexed) column. ``top_k`` then runs over those ``k * _CHUNK`` columns, taken in
+    column order so that its lower-position tie rule is still the lower-index rule, instead
+    of over the whole tile: most of the cost of k > 1 on CPU.
+    """
+    rows, cols = s.shape
+    if cols % _CHUNK or cols < 4 * k * _CHUNK:
+        return lax.top_k(-s, k)  # top_k prefers the lower index among equals
+    chunks = s.reshape(rows, cols // _CHUNK, _CHUNK)
+    _, kept = lax.top_k(-jnp.min(chunks, axis=2), k)
+    kept = jnp.sort(kept, axis=1)
+    candidates = jnp.take_along_axis(chunks, kept[:, :, None], axis=1).reshape(rows, -1)
+    neg, pos = lax.top_k(-candidates, k)
+    return neg, jnp.take_along_axis(kept, pos // _CHUNK, axis=1) * _CHUNK + pos % _CHUNK
+
+
 def _nearest_k(
     score_fn: ScoreFn, x: jax.Array, ys: jax.Array, tails: tuple[jax.Array, ...], k: int
 ) -> jax.Array:
     """Indices (Bp, k) of the k nearest synthetic rows, ties to lower indices."""
 
     def tile_topk(y, col0):
-        neg, idx = lax.top_k(-_tile_scores(score_fn, x, y), min(k, y.shape[0]))
-        return neg, idx + col0  # top_k prefers the lower index among equals
+        neg, idx = _row_top_k(_tile_scores(score_fn, x, y), min(k, y.shape[0]))
+        return neg, idx + col0
 
     def step(carry, y, col0):
         best_neg, best_i = carry
@@ -343,7 +364,7 @@ def _histogram(
     """Compiled core; arguments are validated by :func:`nn_histogram`."""
     n_priv = private.shape[0]
     bs = _synthetic_tile(synthetic.shape[0], synthetic_tile, k)
-    ys, tails = _split_synthetic(synthetic.astype(jnp.float32), bs, k)
+    ys, tails = _split_synthetic(synthetic.astype(jnp.float32), bs)
     count = partial(_local_counts, score_fn=score_fn, k=k, private_tile=private_tile)
 
     if mesh is None:

@@ -87,6 +87,7 @@ SHAPES = [
     (130, 70, 8, None, None),  # platform defaults
     (150, 700, 4, 64, 384),  # two 384-column tiles: chunked row argmin
     (64, 1000, 4, None, None),  # one 1024-column tile at the defaults
+    (40, 5200, 4, 16, 5120),  # k > 1: top-k over the k best 128-column chunks of a tile
 ]
 
 
