@@ -24,7 +24,7 @@ budget, draws the noise once, records the event and thresholds.
 from pe_jax.privacy.accounting import epsilon, gdp_epsilon, noise_multiplier
 from pe_jax.privacy.ledger import BudgetExceededError, PrivacyLedger, ReleaseEvent
 from pe_jax.privacy.noise import sample_discrete_gaussian
-from pe_jax.privacy.release import Release, release
+from pe_jax.privacy.histogram_release import Release, release
 
 __all__ = [
     "epsilon",
