@@ -72,21 +72,21 @@ class PEConfig:
     def __post_init__(self) -> None:
         check_int("iterations", self.iterations, 1)
         require(np.isfinite(self.noise_multiplier) and self.noise_multiplier > 0,
-                 "noise_multiplier", "a finite number > 0", self.noise_multiplier)
+                "noise_multiplier", "a finite number > 0", self.noise_multiplier)
         require(len(self.samples_per_class) >= 1
-                 and all(isinstance(n, int) and n >= 1 for n in self.samples_per_class),
-                 "samples_per_class", "one or more ints >= 1", self.samples_per_class)
+                and all(isinstance(n, int) and n >= 1 for n in self.samples_per_class),
+                "samples_per_class", "one or more ints >= 1", self.samples_per_class)
         require(len(self.degrees) == self.iterations, "degrees",
-                 f"one degree per iteration ({self.iterations})", self.degrees)
+                f"one degree per iteration ({self.iterations})", self.degrees)
         require(all(0.0 <= d <= 1.0 for d in self.degrees), "degrees",
-                 "numbers in [0, 1] (see pe_jax.apis.Generator.variation)", self.degrees)
+                "numbers in [0, 1] (see pe_jax.apis.Generator.variation)", self.degrees)
         require(np.isfinite(self.threshold) and self.threshold >= 0,
-                 "threshold", "a finite number >= 0", self.threshold)
+                "threshold", "a finite number >= 0", self.threshold)
         check_int("k", self.k, 1, min(self.samples_per_class))  # at most the smallest class
         require(self.metric in voting.METRICS, "metric", f"one of {tuple(voting.METRICS)}",
-                 self.metric)
+                self.metric)
         require(self.selection in population.SELECTION_METHODS, "selection",
-                 f"one of {population.SELECTION_METHODS}", self.selection)
+                f"one of {population.SELECTION_METHODS}", self.selection)
         check_int("lookahead", self.lookahead, 0)
         for n in self.samples_per_class:
             population.parents_per_class(n, self.variation_folds, self.keep_selected)
@@ -131,7 +131,7 @@ def degree_schedule(start: float, end: float, iterations: int,
     check_int("iterations", iterations, 1)
     if kind == "geometric":
         require(start > 0 and end > 0, "start/end", "positive for a geometric schedule",
-                 (start, end))
+                (start, end))
         return tuple(float(d) for d in np.geomspace(start, end, iterations))
     return tuple(float(d) for d in np.linspace(start, end, iterations))
 
@@ -210,21 +210,21 @@ def _embed_private(embedder: Embedder, images: np.ndarray, labels: np.ndarray | 
     """
     images = np.asarray(images)
     require(images.ndim == 4, "private_images", "an array of shape (n, H, W, C)",
-             f"shape {images.shape}")
+            f"shape {images.shape}")
     require(np.issubdtype(images.dtype, np.number), "private_images", "a numeric array",
-             images.dtype)
+            images.dtype)
     if labels is None:
         require(config.num_classes == 1, "samples_per_class",
-                 "a single entry when private_labels is None", config.samples_per_class)
+                "a single entry when private_labels is None", config.samples_per_class)
         labels = np.zeros(len(images), np.int32)
     labels = np.asarray(labels)
     require(labels.shape == (len(images),), "private_labels",
-             f"shape ({len(images)},), one per private image", f"shape {labels.shape}")
+            f"shape ({len(images)},), one per private image", f"shape {labels.shape}")
     require(np.issubdtype(labels.dtype, np.integer), "private_labels", "integers",
-             labels.dtype)
+            labels.dtype)
     require(labels.size == 0 or (labels.min() >= 0 and labels.max() < config.num_classes),
-             "private_labels", f"ints in [0, {config.num_classes}) (one per class given in "
-             "samples_per_class)", "values outside that range")
+            "private_labels", f"ints in [0, {config.num_classes}) (one per class given in "
+            "samples_per_class)", "values outside that range")
     features = embedder(jnp.asarray(images, jnp.float32))
     return [features[np.flatnonzero(labels == c)] for c in range(config.num_classes)]
 
