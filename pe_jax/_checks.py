@@ -15,11 +15,9 @@ def require(ok: bool, name: str, allowed: str, got: object) -> None:
 
 def check_int(name: str, value: object, lo: int, hi: int | None = None) -> int:
     """``value`` as an int in ``[lo, hi]`` (``hi=None``: no upper bound); bools are refused."""
-    require(not isinstance(value, bool), name, "an integer", value)
-    try:
-        value = operator.index(value)
-    except TypeError:
-        require(False, name, "an integer", value)
+    require(not isinstance(value, bool) and hasattr(type(value), "__index__"), name,
+            "an integer", value)
+    value = operator.index(value)
     allowed = f">= {lo}" if hi is None else f"in [{lo}, {hi}]"
     require(value >= lo and (hi is None or value <= hi), name, allowed, value)
     return value

@@ -83,8 +83,9 @@ def privacy_report(ledger: privacy.PrivacyLedger, *, target_epsilon: float | Non
         "noise_multiplier": sorted({e.noise_multiplier for e in events}),
         "mechanism": sorted({e.mechanism for e in events}),
         "adjacency": ledger.adjacency,
-        "sensitivity": "L2 1 per iteration: each private row casts k votes of weight 1/sqrt(k), "
-                       "in its own class only",
+        "sensitivity": (f"L2 {'sqrt(2)' if ledger.adjacency == 'replace_one' else '1'} per "
+                        "iteration: each private row casts k votes of weight 1/sqrt(k), in its "
+                        "own class only"),
         "accountant": ACCOUNTANT,
         "randomness": sorted({e.source for e in events}),
         "epsilon_per_iteration": ledger.epsilon_history(),

@@ -22,6 +22,7 @@ def test_run_writes_samples_grid_and_privacy_report(tmp_path, capsys):
     assert report["public"]["samples_per_class"] == [10] * 10
     assert report["public"]["generator"]["fonts"]
     assert report["jax"]["backend"] == "cpu"
+    assert report["sensitivity"].startswith("L2 1 per iteration")
     assert len(report["epsilon_per_iteration"]) == 2
     assert report["epsilon_per_iteration"][-1] == pytest.approx(report["epsilon"])
     samples = np.load(out / "samples.npz")
@@ -57,3 +58,13 @@ def test_image_grid_puts_one_class_per_row():
     assert grid.shape == (2 * 32 + 2, 2 * 32 + 2)
     assert (grid[:32, :32] == 0).all() and (grid[34:, :32] == 255).all()
     assert (grid[32:34] == round(0.35 * 255)).all()
+
+
+def test_privacy_report_states_the_sensitivity_of_its_adjacency():
+    from pe_jax import privacy
+
+    for adjacency, sensitivity in (("add_remove", "L2 1 "), ("replace_one", "L2 sqrt(2) ")):
+        ledger = privacy.PrivacyLedger(1e-5, adjacency=adjacency)
+        ledger.record(privacy.ReleaseEvent("discrete_gaussian", 3.0))
+        report = reporting.privacy_report(ledger, target_epsilon=None, public={})
+        assert report["sensitivity"].startswith(sensitivity)
