@@ -12,6 +12,7 @@ from collections.abc import Sequence
 
 COMMAND_MODULES = (
     "pe_jax.commands.run",
+    "pe_jax.commands.audit",
 )
 
 

@@ -55,6 +55,8 @@ class PEConfig:
       keep_selected: whether the selected parents stay in the next population.
       lookahead: L; when positive, a synthetic sample is embedded as the mean embedding of L
         of its variations at the current degree (0 embeds the sample itself).
+      non_private: release the clean histograms without noise (``noise_multiplier`` must then
+        be 0); the ledger and the privacy report mark the run as NOT differentially private.
     """
 
     iterations: int
@@ -68,11 +70,18 @@ class PEConfig:
     variation_folds: int = 1
     keep_selected: bool = False
     lookahead: int = 0
+    non_private: bool = False
 
     def __post_init__(self) -> None:
         check_int("iterations", self.iterations, 1)
-        require(np.isfinite(self.noise_multiplier) and self.noise_multiplier > 0,
-                "noise_multiplier", "a finite number > 0", self.noise_multiplier)
+        require(isinstance(self.non_private, bool), "non_private", "a bool", self.non_private)
+        if self.non_private:
+            require(self.noise_multiplier == 0, "noise_multiplier",
+                    "0 when non_private=True (no noise)", self.noise_multiplier)
+        else:
+            require(np.isfinite(self.noise_multiplier) and self.noise_multiplier > 0,
+                    "noise_multiplier", "a finite number > 0 (or 0 with non_private=True)",
+                    self.noise_multiplier)
         require(len(self.samples_per_class) >= 1
                 and all(isinstance(n, int) and n >= 1 for n in self.samples_per_class),
                 "samples_per_class", "one or more ints >= 1", self.samples_per_class)
@@ -186,7 +195,7 @@ def run(
                                                metric=config.metric, mesh=mesh)
         released = privacy.release(clean, noise_multiplier=config.noise_multiplier,
                                    threshold=config.threshold, ledger=ledger, k=config.k,
-                                   rng=noise_rng)
+                                   rng=noise_rng, non_private=config.non_private)
         samples, labels = population.next_population(
             next_key, generator, samples, labels, released.thresholded,
             num_classes=config.num_classes, degree=degree, method=config.selection,
@@ -206,13 +215,14 @@ def _embed_private(embedder: Embedder, images: np.ndarray, labels: np.ndarray | 
 
     Every check happens here, before anything is released. Rows whose features are not
     finite stay in (the voting kernel gives them zero votes), so they change nothing that
-    is released.
+    is released; an empty private set (or class) votes for nothing, so its releases are
+    noise only.
     """
     images = np.asarray(images)
     require(images.ndim == 4, "private_images", "an array of shape (n, H, W, C)",
             f"shape {images.shape}")
-    require(np.issubdtype(images.dtype, np.number), "private_images", "a numeric array",
-            images.dtype)
+    require(jnp.issubdtype(images.dtype, jnp.floating), "private_images",
+            "a real floating-point array (images in [0, 1])", images.dtype)
     if labels is None:
         require(config.num_classes == 1, "samples_per_class",
                 "a single entry when private_labels is None", config.samples_per_class)
@@ -225,7 +235,9 @@ def _embed_private(embedder: Embedder, images: np.ndarray, labels: np.ndarray | 
     require(labels.size == 0 or (labels.min() >= 0 and labels.max() < config.num_classes),
             "private_labels", f"ints in [0, {config.num_classes}) (one per class given in "
             "samples_per_class)", "values outside that range")
-    features = embedder(jnp.asarray(images, jnp.float32))
+    # An empty set is embedded through one blank image so that its features keep their width.
+    blank = np.zeros((1, *images.shape[1:]), np.float32)
+    features = embedder(jnp.asarray(images if len(images) else blank, jnp.float32))[:len(images)]
     return [features[np.flatnonzero(labels == c)] for c in range(config.num_classes)]
 
 

@@ -26,7 +26,13 @@ SELECTION_METHODS = ("sample", "rank")
 
 def select(key: jax.Array, counts: jax.Array, num: int, *, method: str = "sample") -> jax.Array:
     """Indices (into ``counts``) of ``num`` parents, chosen by ``method`` from the counts."""
+    dtype = counts.dtype if hasattr(counts, "dtype") else np.asarray(counts).dtype
+    require(jnp.issubdtype(dtype, jnp.integer) or jnp.issubdtype(dtype, jnp.floating), "counts",
+            "a real numeric array", dtype)
     counts = jnp.asarray(counts, jnp.float32)
+    require(isinstance(counts, jax.core.Tracer)
+            or bool(jnp.all(jnp.isfinite(counts) & (counts >= 0))), "counts",
+            "finite and >= 0 (a released, thresholded histogram)", "negative or non-finite entries")
     require(counts.ndim == 1 and counts.shape[0] > 0, "counts", "a non-empty 1-D array",
             f"shape {counts.shape}")
     require(method in SELECTION_METHODS, "method", f"one of {SELECTION_METHODS}", method)

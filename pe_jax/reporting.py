@@ -75,8 +75,12 @@ def privacy_report(ledger: privacy.PrivacyLedger, *, target_epsilon: float | Non
     import jax
 
     events = ledger.events
+    history = ledger.epsilon_history()
+    private = all(e.mechanism != privacy.NON_PRIVATE for e in events)
     return {
-        "epsilon": ledger.epsilon_spent(),
+        # JSON has no infinity: a run with a non-private release has epsilon null.
+        "differentially_private": private,
+        "epsilon": ledger.epsilon_spent() if private else None,
         "target_epsilon": target_epsilon,
         "delta": ledger.delta,
         "iterations": len(events),
@@ -88,7 +92,9 @@ def privacy_report(ledger: privacy.PrivacyLedger, *, target_epsilon: float | Non
                         "own class only"),
         "accountant": ACCOUNTANT,
         "randomness": sorted({e.source for e in events}),
-        "epsilon_per_iteration": ledger.epsilon_history(),
+        "epsilon_per_iteration": history if private else None,
+        "epsilon_increment_per_iteration": (
+            [b - a for a, b in zip([0.0, *history], history)] if private else None),
         "public": public,
         "jax": {"version": jax.__version__, "backend": jax.default_backend()},
         "ledger": ledger.to_dict(),
@@ -99,13 +105,17 @@ def write_privacy_report(out_dir: pathlib.Path, report: dict) -> None:
     """Writes ``privacy.json`` and a short human-readable ``privacy.txt``."""
     (out_dir / "privacy.json").write_text(json.dumps(report, indent=2) + "\n")
     sigma = ", ".join(f"{s:.4g}" for s in report["noise_multiplier"])
+    guarantee = (f"({report['epsilon']:.4g}, {report['delta']:.3g})-DP"
+                 if report["differentially_private"] else
+                 "NOT differentially private (a release was made without noise)")
     lines = [
-        f"({report['epsilon']:.4g}, {report['delta']:.3g})-DP under {report['adjacency']} "
-        "adjacency",
+        f"{guarantee} under {report['adjacency']} adjacency",
+        f"sensitivity: {report['sensitivity']}",
         f"T = {report['iterations']} releases, noise multiplier sigma = {sigma}, "
         f"mechanism: {', '.join(report['mechanism'])}, noise from "
         f"{', '.join(report['randomness'])}",
         f"accountant: {report['accountant']}",
+        f"JAX {report['jax']['version']} on {report['jax']['backend']}",
         "treated as public: " + ", ".join(report["public"]),
     ]
     if report["target_epsilon"] is not None:

@@ -402,7 +402,10 @@ def _histogram(
 
 def _as_matrix(name: str, a) -> jax.Array:
     if not isinstance(a, jax.Array):
-        a = jnp.asarray(a)
+        try:
+            a = jnp.asarray(a)
+        except TypeError as error:  # strings, objects: JAX has no such dtype
+            raise ValueError(f"{name} must be a real numeric array: {error}") from None
     if a.ndim != 2:
         raise ValueError(f"{name} must be a 2-D array (rows, features), got shape {a.shape}")
     if not (jnp.issubdtype(a.dtype, jnp.floating) or jnp.issubdtype(a.dtype, jnp.integer)):

@@ -22,18 +22,20 @@ budget, draws the noise once, records the event and thresholds.
 """
 
 from pe_jax.privacy.accounting import epsilon, gdp_epsilon, noise_multiplier
-from pe_jax.privacy.ledger import BudgetExceededError, PrivacyLedger, ReleaseEvent
+from pe_jax.privacy.ledger import NON_PRIVATE, BudgetExceededError, PrivacyLedger, ReleaseEvent
 from pe_jax.privacy.noise import sample_discrete_gaussian
-from pe_jax.privacy.histogram_release import Release, release
+from pe_jax.privacy.histogram_release import Release, release, simulate_releases
 
 __all__ = [
     "epsilon",
     "noise_multiplier",
     "gdp_epsilon",
     "release",
+    "simulate_releases",
     "Release",
     "PrivacyLedger",
     "ReleaseEvent",
     "BudgetExceededError",
+    "NON_PRIVATE",
     "sample_discrete_gaussian",
 ]

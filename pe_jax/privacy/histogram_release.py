@@ -12,7 +12,10 @@ leaves a half-done release:
    (post-processing) as float64 NumPy arrays.
 
 Only the discrete Gaussian is released; a float ``count + sigma * normal`` is never produced here
-(its float32 support reveals the count, see ``noise``).
+(its float32 support reveals the count, see ``noise``). The one exception is explicit:
+``non_private=True`` releases the clean counts and the ledger records the run as NOT DP.
+``simulate_releases`` repeats the same noise and lattice many times with a seeded generator for
+privacy audits (``pe_jax.audit``); it records nothing and is never used on private data.
 """
 
 from __future__ import annotations
@@ -26,10 +29,10 @@ import numpy as np
 
 from pe_jax._checks import check_int
 from pe_jax.privacy import accounting
-from pe_jax.privacy.ledger import PrivacyLedger, ReleaseEvent
+from pe_jax.privacy.ledger import NON_PRIVATE, PrivacyLedger, ReleaseEvent
 from pe_jax.privacy.noise import check_rng, describe_source, sample_discrete_gaussian
 
-__all__ = ["Release", "release"]
+__all__ = ["Release", "release", "simulate_releases"]
 
 # Clean values times sqrt(k) must be within this of integers, plus the input dtype's own
 # rounding (2 ulp, so a float32 count/sqrt(k) of 1e5 still passes).
@@ -86,7 +89,7 @@ def _check_finite_nonneg(value: float, name: str) -> float:
 
 def release(clean_histogram: Any, *, noise_multiplier: float, threshold: float,
             ledger: PrivacyLedger, k: int = 1,
-            rng: np.random.Generator | None = None) -> Release:
+            rng: np.random.Generator | None = None, non_private: bool = False) -> Release:
     """Releases ``clean_histogram`` (counts / sqrt(k), NumPy or JAX) with discrete Gaussian noise.
 
     ``noise_multiplier`` is sigma relative to L2 sensitivity 1; ``threshold`` is subtracted after
@@ -94,22 +97,65 @@ def release(clean_histogram: Any, *, noise_multiplier: float, threshold: float,
     ``numpy.random.Generator`` gives seeded, not cryptographically secure noise. Raises
     ValueError for bad input and ``BudgetExceededError`` over budget, in both cases before any
     noise is drawn and with the ledger unchanged.
+
+    ``non_private=True`` (with ``noise_multiplier=0``, and only then) releases the clean
+    histogram without noise, for debugging and baselines: the ledger records a
+    ``NON_PRIVATE`` event and its epsilon becomes infinite, so the privacy report says the run
+    is NOT differentially private and any epsilon budget refuses it.
     """
     k = check_int("k", k, 1)
-    sigma = accounting.check_noise_multiplier(noise_multiplier, allow_zero=False)
+    if not isinstance(non_private, bool):
+        raise ValueError(f"non_private must be a bool, got {non_private!r}")
+    if non_private:
+        if noise_multiplier != 0:
+            raise ValueError("non_private=True releases without noise and needs "
+                             f"noise_multiplier=0, got {noise_multiplier!r}")
+        sigma = 0.0
+    else:
+        sigma = accounting.check_noise_multiplier(noise_multiplier, allow_zero=False)
     threshold = _check_finite_nonneg(threshold, "threshold")
     if not isinstance(ledger, PrivacyLedger):
         raise ValueError(f"ledger must be a PrivacyLedger, got {type(ledger).__name__}")
     rng = check_rng(rng)
     counts = _clean_counts(clean_histogram, k)
 
-    event = ReleaseEvent("discrete_gaussian", sigma, k, source=describe_source(rng))
-    ledger.check(event)
-    noise = sample_discrete_gaussian(sigma * math.sqrt(k), counts.shape, rng=rng)
+    if non_private:
+        event = ReleaseEvent(NON_PRIVATE, 0.0, k, source="none (no noise)")
+        ledger.check(event)
+        noise = np.zeros_like(counts)
+    else:
+        event = ReleaseEvent("discrete_gaussian", sigma, k, source=describe_source(rng))
+        ledger.check(event)
+        noise = sample_discrete_gaussian(sigma * math.sqrt(k), counts.shape, rng=rng)
     ledger.record(event)
 
-    noisy = (counts + noise).astype(np.float64) / math.sqrt(k)
+    noisy = _on_lattice(counts, noise, k)
     thresholded = np.maximum(noisy - threshold, 0.0)
     noisy.flags.writeable = False
     thresholded.flags.writeable = False
     return Release(noisy=noisy, thresholded=thresholded)
+
+
+def simulate_releases(clean_histogram: Any, *, noise_multiplier: float, repeats: tuple[int, ...],
+                      rng: np.random.Generator, k: int = 1) -> np.ndarray:
+    """``repeats`` independent noisy releases of one histogram, for privacy audits only.
+
+    The same validation, sampler and lattice as ``release`` (one discrete Gaussian draw of
+    shape ``(*repeats, bins)``), but nothing is recorded and ``rng`` must be a seeded
+    ``numpy.random.Generator``: audits rerun the mechanism thousands of times on made-up
+    neighbouring datasets and must be reproducible. Never use it on private data.
+    Returns the float64 ``noisy`` values, shape ``(*repeats, bins)``.
+    """
+    k = check_int("k", k, 1)
+    sigma = accounting.check_noise_multiplier(noise_multiplier, allow_zero=False)
+    if not isinstance(rng, np.random.Generator):
+        raise ValueError(f"rng must be a seeded numpy.random.Generator, got {type(rng).__name__}")
+    repeats = tuple(check_int("repeats", r, 1) for r in repeats)
+    counts = _clean_counts(clean_histogram, k)
+    noise = sample_discrete_gaussian(sigma * math.sqrt(k), (*repeats, counts.size), rng=rng)
+    return _on_lattice(counts, noise, k)
+
+
+def _on_lattice(counts: np.ndarray, noise: np.ndarray, k: int) -> np.ndarray:
+    """The released values ``(counts + noise) / sqrt(k)`` as float64."""
+    return (counts + noise).astype(np.float64) / math.sqrt(k)

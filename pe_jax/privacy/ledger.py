@@ -18,9 +18,12 @@ from typing import Any, Final
 from pe_jax._checks import check_int
 from pe_jax.privacy import accounting
 
-__all__ = ["ReleaseEvent", "PrivacyLedger", "BudgetExceededError"]
+__all__ = ["ReleaseEvent", "PrivacyLedger", "BudgetExceededError", "NON_PRIVATE"]
 
 _FORMAT: Final = "pe_jax.privacy.PrivacyLedger/1"
+# The mechanism of a release made without noise (``release(..., non_private=True)``): its
+# noise multiplier is 0 and the ledger's epsilon becomes infinite.
+NON_PRIVATE: Final = "none (NOT differentially private)"
 
 
 class BudgetExceededError(ValueError):
@@ -31,8 +34,9 @@ class BudgetExceededError(ValueError):
 class ReleaseEvent:
     """One noisy histogram release.
 
-    ``mechanism`` is one of ``accounting.MECHANISMS``; ``noise_multiplier`` is sigma relative to
-    L2 sensitivity 1 of the weighted histogram; ``k`` the votes per private row; ``source`` names
+    ``mechanism`` is one of ``accounting.MECHANISMS``, or ``NON_PRIVATE`` with
+    ``noise_multiplier=0``; ``noise_multiplier`` is sigma relative to L2 sensitivity 1 of the
+    weighted histogram; ``k`` the votes per private row; ``source`` names
     the randomness used (``noise.describe_source``), for the privacy report.
     """
 
@@ -42,9 +46,15 @@ class ReleaseEvent:
     source: str = ""
 
     def __post_init__(self) -> None:
-        accounting.check_mechanism(self.mechanism)
-        object.__setattr__(self, "noise_multiplier", accounting.check_noise_multiplier(
-            self.noise_multiplier, allow_zero=False))
+        if self.mechanism == NON_PRIVATE:
+            if self.noise_multiplier != 0:
+                raise ValueError(f"a {NON_PRIVATE!r} event must have noise_multiplier 0, got "
+                                 f"{self.noise_multiplier!r}")
+            object.__setattr__(self, "noise_multiplier", 0.0)
+        else:
+            accounting.check_mechanism(self.mechanism)
+            object.__setattr__(self, "noise_multiplier", accounting.check_noise_multiplier(
+                self.noise_multiplier, allow_zero=False))
         object.__setattr__(self, "k", check_int("k", self.k, 1))
         if not isinstance(self.source, str):
             raise ValueError(f"source must be a str, got {type(self.source).__name__}")
