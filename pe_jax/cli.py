@@ -13,6 +13,7 @@ from collections.abc import Sequence
 COMMAND_MODULES = (
     "pe_jax.commands.run",
     "pe_jax.commands.audit",
+    "pe_jax.commands.train_encoder",
 )
 
 
