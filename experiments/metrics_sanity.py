@@ -69,17 +69,14 @@ def main() -> None:
     parser.add_argument("--json", default=None, help="also write the table as JSON here")
     args = parser.parse_args()
 
-    digits = load_sklearn_digits()
-    order = np.random.default_rng(0).permutation(len(digits.labels))
-    a, b = np.sort(order[: len(order) // 2]), np.sort(order[len(order) // 2:])
-    test_images, test_labels = digits.images[b], digits.labels[b]
+    a, b = load_sklearn_digits().split(0.5, seed=0)
+    test_images, test_labels = b.images, b.labels
     generator = GlyphGenerator(resolution=8)
-    sets = {"real (A)": (digits.images[a], digits.labels[a]),
-            "prior": (prior_samples(generator, digits.labels[a], seed=1), digits.labels[a])}
+    sets = {"real (A)": (a.images, a.labels),
+            "prior": (prior_samples(generator, a.labels, seed=1), a.labels)}
     for embedding in () if args.skip_pe else ("pixels", "encoder"):
         start = time.perf_counter()
-        sets[f"PE (eps=4, {embedding})"] = pe_samples(digits.images[a], digits.labels[a],
-                                                      embedding)
+        sets[f"PE (eps=4, {embedding})"] = pe_samples(a.images, a.labels, embedding)
         print(f"PE run voting in {embedding} space: {time.perf_counter() - start:.0f} s")
 
     spaces = {"encoder": embeddings.make_embedder("encoder"),
@@ -101,7 +98,7 @@ def main() -> None:
         table[row] = values
 
     columns = list(next(iter(table.values())))
-    print(f"reference: real half B, {len(b)} digits\n")
+    print(f"reference: real half B, {len(b.labels)} digits\n")
     print("| set | " + " | ".join(columns) + " |")
     print("|---" * (len(columns) + 1) + "|")
     for row, values in table.items():

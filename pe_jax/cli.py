@@ -14,6 +14,7 @@ COMMAND_MODULES = (
     "pe_jax.commands.run",
     "pe_jax.commands.audit",
     "pe_jax.commands.train_encoder",
+    "pe_jax.commands.train_prior",
 )
 
 

@@ -8,7 +8,7 @@ from PIL import Image
 
 from pe_jax import cli, reporting
 
-SMALL = ["--set", "iterations=2", "--set", "samples_per_class=10", "--quiet"]
+SMALL = ["--set", "iterations=2", "--set", "samples_per_class=10", "--set", "metrics=", "--quiet"]
 
 
 def test_run_writes_samples_grid_and_privacy_report(tmp_path, capsys):
@@ -45,7 +45,8 @@ def test_run_refuses_a_non_empty_output_folder(tmp_path, capsys):
 
 @pytest.mark.parametrize("override, message", [
     ("colour=1", "--set"), ("epsilon", "--set"), ("epsilon=-1", "epsilon"),
-    ("data=mnist", "data")])
+    ("data=mnist", "data"), ("heldout=0", "heldout"), ("heldout=1.5", "heldout"),
+    ("metrics=fid,speed", "metrics")])
 def test_run_rejects_bad_settings(tmp_path, capsys, override, message):
     assert cli.main(["run", "--out", str(tmp_path / "x"), "--set", override, "--quiet"]) == 2
     assert message in capsys.readouterr().err
@@ -68,3 +69,27 @@ def test_privacy_report_states_the_sensitivity_of_its_adjacency():
         ledger.record(privacy.ReleaseEvent("discrete_gaussian", 3.0))
         report = reporting.privacy_report(ledger, target_epsilon=None, public={})
         assert report["sensitivity"].startswith(sensitivity)
+
+
+def test_run_measures_metrics_on_held_out_digits_only(tmp_path):
+    out = tmp_path / "run"
+    argv = ["run", "--out", str(out), "--set", "iterations=2", "--set", "samples_per_class=10",
+            "--set", "metrics=fid,precision_recall", "--set", "heldout=0.25", "--quiet"]
+    assert cli.main(argv) == 0
+    lines = (out / "metrics" / "metrics.csv").read_text().splitlines()
+    assert lines[0] == "iteration,epsilon,fid,precision,recall"
+    assert [line.split(",")[0] for line in lines[1:]] == ["2"]
+    assert (out / "metrics" / "plots" / "fid.png").is_file()
+
+
+def test_held_out_split_is_disjoint_and_fixed():
+    from pe_jax.data import load_sklearn_digits
+
+    digits = load_sklearn_digits()
+    private, reference = digits.split(0.25, seed=0)
+    assert len(reference.labels) == round(0.25 * len(digits.labels))
+    rows = lambda part: sorted(image.tobytes() + bytes([label])  # noqa: E731
+                               for image, label in zip(part.images, part.labels))
+    assert sorted(rows(private) + rows(reference)) == rows(digits)  # a partition of the rows
+    again, _ = digits.split(0.25, seed=0)
+    np.testing.assert_array_equal(again.images, private.images)

@@ -11,7 +11,10 @@ import pytest
 
 from pe_jax.apis import Generator
 from pe_jax.apis.glyphs import (
+    ALPHANUMERIC,
     DEFAULT_PRIORS,
+    DIGITS,
+    LETTERS,
     GlyphGenerator,
     GlyphSamples,
     ParamPrior,
@@ -266,3 +269,29 @@ def test_letters_render_with_their_own_font_set():
     assert gen.num_classes == 3 and gen.fonts == ("DejaVuSans.ttf", "cmr10.ttf", "STIXGeneral.ttf")
     samples = gen.random(jax.random.key(0), 6, jnp.array([0, 1, 2, 0, 1, 2]))
     assert gen.images(samples).shape == (6, 12, 12, 1)
+
+
+# --- character sets and resolutions ----------------------------------------------------------
+
+
+def test_character_sets():
+    assert DIGITS == "0123456789" and len(LETTERS) == 52 and ALPHANUMERIC == DIGITS + LETTERS
+    assert len(set(ALPHANUMERIC)) == len(ALPHANUMERIC)
+    names = [p.name for p in discover_fonts(ALPHANUMERIC)]
+    assert "DejaVuSans.ttf" in names and "cmr10.ttf" in names
+    assert "cmmi10.ttf" in [p.name for p in discover_fonts(DIGITS)]
+
+
+@pytest.mark.parametrize("resolution,atlas", [(8, 64), (16, 64), (32, 64), (64, 128)])
+def test_letters_at_every_resolution(resolution, atlas):
+    gen = GlyphGenerator(characters="AbQ", resolution=resolution,
+                         fonts=[MATPLOTLIB_TTF / "DejaVuSans.ttf"])
+    assert gen.atlas.shape == (1, 3, atlas, atlas)  # the atlas grows with the resolution
+    labels = jnp.array([0, 1, 2, 0])
+    images = np.asarray(gen.images(gen.random(jax.random.key(0), 4, labels)))
+    assert images.shape == (4, resolution, resolution, 1) and images.dtype == np.float32
+    assert 0.0 <= images.min() and images.max() <= 1.0
+    per_image = images.reshape(4, -1)
+    assert (per_image.max(1) > 0.5).all() and (per_image.mean(1) < 0.5).all()
+    # A letter looks like itself in another pose more than like another letter.
+    assert np.abs(per_image[0] - per_image[3]).mean() < np.abs(per_image[0] - per_image[1]).mean()

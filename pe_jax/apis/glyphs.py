@@ -25,12 +25,19 @@ moves by Gaussian noise with standard deviation ``degree`` times its prior stand
 uniformly with probability ``degree**2`` (rare for small steps, certain at degree 1). The
 character never changes, so class labels are preserved. Degree 0 returns the samples as
 they are. All methods are pure functions of their inputs and keys and run under ``jax.jit``.
+
+Any set of distinct characters can be drawn (``DIGITS``, ``LETTERS``, ``ALPHANUMERIC`` or your
+own string); a font is used only if it draws every one of them as a distinct glyph, so a larger
+set may use fewer faces. Resolutions from 8x8 (scikit-learn's digits) to 64x64 are served by
+the same atlas, which grows with the resolution. The same simulator is the public training
+data of the diffusion prior (``pe_jax.diffusion.public_data``).
 """
 
 import dataclasses
 import functools
 import hashlib
 import pathlib
+import string
 from collections.abc import Mapping, Sequence
 from typing import NamedTuple
 
@@ -38,7 +45,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-__all__ = ["DEFAULT_PRIORS", "GlyphGenerator", "GlyphSamples", "ParamPrior", "discover_fonts"]
+__all__ = ["ALPHANUMERIC", "DEFAULT_PRIORS", "DIGITS", "LETTERS", "GlyphGenerator", "GlyphSamples",
+           "ParamPrior", "discover_fonts"]
+
+DIGITS = string.digits
+LETTERS = string.ascii_uppercase + string.ascii_lowercase
+ALPHANUMERIC = DIGITS + LETTERS
+"""Character sets for ``characters``: a sample's label is its character's index in the string."""
 
 HANDWRITING_FONT_DIRS = (
     "humor-sans",  # fonts-humor-sans
@@ -57,6 +70,7 @@ _CHECK_SIZE = 48  # pixel size at which discover_fonts renders glyphs to validat
 _SDF_BOX = 128  # pixels of the glyph's longer side when computing its distance field
 _DOMAIN = 1.5  # the atlas covers [-_DOMAIN, _DOMAIN]^2 glyph units; the glyph fits [-1, 1]
 _OUTSIDE = 10.0  # distance returned outside the atlas (far from any ink)
+_MIN_ATLAS = 64  # default atlas side; larger images get 2 atlas pixels per output pixel
 
 
 class ParamPrior(NamedTuple):
@@ -199,7 +213,7 @@ def _check_characters(characters: str) -> None:
 
 
 def discover_fonts(
-    characters: str = "0123456789", font_root: str | pathlib.Path = "/usr/share/fonts"
+    characters: str = DIGITS, font_root: str | pathlib.Path = "/usr/share/fonts"
 ) -> list[pathlib.Path]:
     """Font files that draw every one of ``characters`` as a distinct glyph, sorted.
 
@@ -273,18 +287,19 @@ class GlyphGenerator:
       resolution: height and width of the images, at least 4.
       fonts: font files to draw with; by default ``discover_fonts(characters)``.
       supersample: sub-pixel points per output pixel along each axis.
-      atlas_size: side of each glyph's distance field in the atlas.
+      atlas_size: side of each glyph's distance field in the atlas; by default
+        ``max(64, 2 * resolution)``, so strokes stay sharp at 64x64.
       priors: overrides of ``DEFAULT_PRIORS`` by parameter name.
     """
 
     def __init__(
         self,
         *,
-        characters: str = "0123456789",
+        characters: str = DIGITS,
         resolution: int = 8,
         fonts: Sequence[str | pathlib.Path] | None = None,
         supersample: int = 4,
-        atlas_size: int = 64,
+        atlas_size: int | None = None,
         priors: Mapping[str, ParamPrior] | None = None,
     ):
         _check_characters(characters)
@@ -292,6 +307,8 @@ class GlyphGenerator:
             raise ValueError(f"resolution must be an int >= 4, got {resolution!r}")
         if not isinstance(supersample, int) or supersample < 1:
             raise ValueError(f"supersample must be an int >= 1, got {supersample!r}")
+        if atlas_size is None:
+            atlas_size = max(_MIN_ATLAS, 2 * resolution)
         if not isinstance(atlas_size, int) or atlas_size < 16:
             raise ValueError(f"atlas_size must be an int >= 16, got {atlas_size!r}")
         unknown = set(priors or {}) - set(DEFAULT_PRIORS)

@@ -13,11 +13,11 @@ import pathlib
 import ml_collections
 
 from pe_jax.configs import DEFAULT_CONFIG, load_config
+from pe_jax.data.types import LabelledImages
 
 NAME = "run"
 HELP = "run Private Evolution and write its outputs"
 DATASETS = ("sklearn_digits",)
-GENERATORS = ("glyphs",)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -45,14 +45,13 @@ def run_command(config: ml_collections.ConfigDict, out: pathlib.Path, progress: 
     import jax
 
     from pe_jax import embeddings, evolve, privacy, reporting
-    from pe_jax.apis.glyphs import GlyphGenerator
+    from pe_jax.apis.factory import make_generator
     from pe_jax.data import load_sklearn_digits
+    from pe_jax.metrics.callbacks import make_callbacks
 
     if config.data not in DATASETS:
         raise ValueError(f"data must be one of {DATASETS}; got {config.data!r}")
-    if config.generator not in GENERATORS:
-        raise ValueError(f"generator must be one of {GENERATORS}; got {config.generator!r}")
-    private = load_sklearn_digits()
+    private, reference = _private_and_reference(load_sklearn_digits(), config)
     sigma = privacy.noise_multiplier(config.epsilon, config.delta, config.iterations, k=config.k)
     pe_config = evolve.PEConfig(
         iterations=config.iterations,
@@ -68,8 +67,9 @@ def run_command(config: ml_collections.ConfigDict, out: pathlib.Path, progress: 
         keep_selected=config.keep_selected,
         lookahead=config.lookahead,
     )
-    generator = GlyphGenerator(characters="".join(private.class_names),
-                               resolution=private.images.shape[1])
+    generator, generator_description = make_generator(config, private.class_names,
+                                                      private.images.shape[1])
+    embedder = embeddings.from_config(config)
     ledger = privacy.PrivacyLedger(config.delta, epsilon_budget=config.epsilon)
     out = reporting.prepare_output_dir(out)
     (out / "config.json").write_text(config.to_json(indent=2) + "\n")
@@ -80,20 +80,42 @@ def run_command(config: ml_collections.ConfigDict, out: pathlib.Path, progress: 
                                   generator.images(result.samples), result.labels,
                                   private.num_classes)
 
+    metric_callbacks = make_callbacks(
+        config, out, generator=generator, num_classes=private.num_classes,
+        reference_images=None if reference is None else reference.images,
+        reference_labels=None if reference is None else reference.labels)
     result = evolve.run(
-        jax.random.key(config.seed), pe_config, generator=generator,
-        embedder=embeddings.make_embedder(config.embedding),
+        jax.random.key(config.seed), pe_config, generator=generator, embedder=embedder,
         private_images=private.images, private_labels=private.labels, ledger=ledger,
-        callbacks=[save_grid], progress=progress)
+        callbacks=[save_grid, *metric_callbacks], progress=progress)
     images = generator.images(result.samples)
     reporting.save_samples(out / "samples.npz", images, result.labels, private.class_names)
     reporting.save_image_grid(out / "samples.png", images, result.labels, private.num_classes)
     public = {
         "samples_per_class": list(pe_config.samples_per_class),
-        "generator": {"name": config.generator, "fonts": list(generator.fonts)},
+        "generator": generator_description,
         "embedding": config.embedding,
         "configuration": "all settings in config.json",
     }
     report = reporting.privacy_report(ledger, target_epsilon=config.epsilon, public=public)
     reporting.write_privacy_report(out, report)
     return report
+
+
+def _private_and_reference(data: LabelledImages, config: ml_collections.ConfigDict
+                           ) -> tuple[LabelledImages, LabelledImages | None]:
+    """The private set, and the held-out real reference set of the metrics (or None).
+
+    ``config.heldout`` (a fraction, 0 for none) of the real data is set aside before PE starts
+    and never votes; quality metrics are measured against it only, because metrics are not
+    noised and must not be computed on the private set.
+    """
+    heldout = config.get("heldout", 0.0)
+    if not heldout:
+        if config.get("metrics", ""):
+            raise ValueError("metrics need a held-out real reference set: set heldout to a "
+                             f"fraction in (0, 1); got heldout={heldout!r}")
+        return data, None
+    if not 0 < heldout < 1:
+        raise ValueError(f"heldout must be 0 or a fraction in (0, 1); got {heldout!r}")
+    return data.split(heldout, seed=config.seed)
