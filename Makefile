@@ -19,3 +19,4 @@ test: $(INSTALLED)
 bench: $(INSTALLED)
 	$(VENV)/bin/pip install --quiet -e '.[bench]'
 	$(VENV)/bin/python experiments/bench_voting.py
+	$(VENV)/bin/python experiments/bench_diffusion.py
