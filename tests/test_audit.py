@@ -1,7 +1,7 @@
 """Empirical privacy audits: the real release passes and every negative control is flagged.
 
 The whole CI-sized suite runs once, through ``pe-jax audit`` (its default config: T = 4 releases
-at noise multiplier 2, 16,000 seeded runs per dataset; one PE run with 1,000 canaries). A
+at noise multiplier 2, 16,000 seeded runs per dataset; one PE run with 10,000 canaries). A
 control that an audit does not flag means that audit has no power, and fails here.
 """
 
@@ -57,14 +57,14 @@ def test_vote_release_audit_flags_every_control_by_mu_and_by_epsilon(suite, cont
 
 def test_one_run_audit_of_the_pipeline_passes_and_flags_no_noise(suite):
     (real,) = _rows(suite[2], "one run, whole pipeline", REAL)
-    assert real["canaries"] == 1000 and real["epsilon_claimed"] == pytest.approx(4.0, rel=1e-2)
-    assert real["epsilon_lower"] < real["epsilon_claimed"]
+    assert real["canaries"] == 10000 and real["epsilon_claimed"] == pytest.approx(2.0, rel=1e-2)
+    assert 0 < real["epsilon_lower"] < real["epsilon_claimed"]
     (no_noise,) = _rows(suite[2], "one run, whole pipeline", audit.Control.NO_NOISE.value)
     assert no_noise["correct"] == no_noise["guesses"] and no_noise["epsilon_flagged"]
-    # Half the noise leaks more than the real run: the bound grows, though one run of 1,000
-    # canaries cannot reach the claim (Steinke et al. report the same looseness for Gaussians).
+    # Half the noise leaks more than the real run: the bound grows, though one run of 10^4
+    # canaries cannot reach the claim; experiments/audit_large.py (10^5 canaries) flags it.
     (half,) = _rows(suite[2], "one run, whole pipeline", audit.Control.HALF_NOISE.value)
-    assert half["epsilon_lower"] > real["epsilon_lower"]
+    assert half["epsilon_lower"] > 1.3 * real["epsilon_lower"]
 
 
 def test_audit_noise_is_the_release_noise():
@@ -133,7 +133,9 @@ def test_vote_release_audit_rejects_bad_arguments(kwargs, match):
 
 
 def test_one_run_audit_rejects_bad_arguments():
-    for kwargs, match in [(dict(canaries=1001), "canaries"), (dict(guesses=(1,)), "guesses"),
+    for kwargs, match in [(dict(canaries=10**5 + 1), "canaries"),
+                          (dict(guesses=(0.0,)), "guesses"), (dict(guesses=(1.5,)), "guesses"),
+                          (dict(guesses=()), "guesses"),
                           (dict(control=audit.Control.UNWEIGHTED_KNN), "control"),
                           (dict(noise_multiplier=-1.0), "noise_multiplier")]:
         args = dict(canaries=100, noise_multiplier=2.0, iterations=1, delta=1e-5) | kwargs
