@@ -33,7 +33,6 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 from flax import nnx
 
 from pe_jax import checkpoints

@@ -6,19 +6,7 @@ import numpy as np
 import pytest
 
 from pe_jax import embeddings, evolve, privacy
-
-
-class PointGenerator:
-    """Public 2-D points in [-4, 4]^2, seen as 1x1 images with two channels."""
-
-    def random(self, key, n, labels):
-        return jax.random.uniform(key, (n, 2), minval=-4.0, maxval=4.0)
-
-    def variation(self, key, samples, degree):
-        return samples + degree * jax.random.normal(key, samples.shape)
-
-    def images(self, samples):
-        return samples[:, None, None, :]
+from point_generator import PointGenerator
 
 
 def _private_points(rng, n_per_class, centres):

@@ -15,19 +15,7 @@ import pytest
 
 from pe_jax import cli, embeddings, evolve, population, privacy, reporting
 from pe_jax.voting import nn_histogram
-
-
-class PointGenerator:
-    """Public 2-D points seen as 1x1 images with two channels."""
-
-    def random(self, key, n, labels):
-        return jax.random.uniform(key, (n, 2), minval=-4.0, maxval=4.0)
-
-    def variation(self, key, samples, degree):
-        return samples + degree * jax.random.normal(key, samples.shape)
-
-    def images(self, samples):
-        return samples[:, None, None, :]
+from point_generator import PointGenerator
 
 
 def _points(n=20, seed=0):

@@ -8,10 +8,9 @@ not flagged by any audit.
 """
 
 import argparse
-import datetime
 import json
-import pathlib
 
+from pe_jax.commands import add_config_arguments, output_dir
 from pe_jax.configs import CONFIG_DIR, load_config
 
 NAME = "audit"
@@ -19,20 +18,14 @@ HELP = "audit the privacy of the release path empirically, with negative control
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", default=str(CONFIG_DIR / "audit.py"),
-                        help="a .py file with get_config() (default: pe_jax/configs/audit.py)")
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                        help="override one config value; may be repeated")
-    parser.add_argument("--out", default=None,
-                        help="a new output folder (default: outputs/<name>-<UTC time>)")
+    add_config_arguments(parser, CONFIG_DIR / "audit.py", "pe_jax/configs/audit.py")
 
 
 def execute(args: argparse.Namespace) -> int:
     from pe_jax import audit, reporting
 
     config = load_config(args.config, args.set)
-    stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%d-%H%M%S")
-    out = reporting.prepare_output_dir(pathlib.Path(args.out or f"outputs/{config.name}-{stamp}"))
+    out = reporting.prepare_output_dir(output_dir(args.out, config.name))
     rows = audit.run_suite(config)
     table = audit.format_table(rows)
     real = audit.Control.NONE.value

@@ -7,11 +7,11 @@ new output folder. Without ``--config`` it runs the embedded default,
 """
 
 import argparse
-import datetime
 import pathlib
 
 import ml_collections
 
+from pe_jax.commands import add_config_arguments, output_dir
 from pe_jax.configs import DEFAULT_CONFIG, load_config
 from pe_jax.data.types import LabelledImages
 
@@ -21,19 +21,13 @@ DATASETS = ("sklearn_digits",)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", default=str(DEFAULT_CONFIG),
-                        help="a .py file with get_config() (default: the embedded digits run)")
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                        help="override one config value; may be repeated")
-    parser.add_argument("--out", default=None,
-                        help="a new output folder (default: outputs/<name>-<UTC time>)")
+    add_config_arguments(parser, DEFAULT_CONFIG, "the embedded digits run")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
 def execute(args: argparse.Namespace) -> int:
     config = load_config(args.config, args.set)
-    stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%d-%H%M%S")
-    out = pathlib.Path(args.out or f"outputs/{config.name}-{stamp}")
+    out = output_dir(args.out, config.name)
     report = run_command(config, out, progress=not args.quiet)
     print(f"wrote {out}: ({report['epsilon']:.4g}, {report['delta']:.3g})-DP, "
           f"T = {report['iterations']}, sigma = {report['noise_multiplier'][0]:.4g}")

@@ -9,6 +9,7 @@ checkpoint folder that ``make_embedder("encoder", checkpoint=DIR)`` loads. Witho
 import argparse
 import shlex
 
+from pe_jax.commands import add_config_arguments
 from pe_jax.configs import CONFIG_DIR, load_config
 
 NAME = "train-encoder"
@@ -16,11 +17,8 @@ HELP = "train the glyph encoder (public data only) and write its checkpoint"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", default=str(CONFIG_DIR / "encoder.py"),
-                        help="a .py file with get_config() (default: pe_jax/configs/encoder.py)")
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                        help="override one config value; may be repeated")
-    parser.add_argument("--out", required=True, help="a new checkpoint folder")
+    add_config_arguments(parser, CONFIG_DIR / "encoder.py", "pe_jax/configs/encoder.py",
+                         out_help="a new checkpoint folder", out_required=True)
 
 
 def execute(args: argparse.Namespace) -> int:

@@ -18,7 +18,6 @@ Without ``--config`` it trains the shipped default prior (``pe_jax/configs/prior
 """
 
 import argparse
-import datetime
 import json
 import pathlib
 import shlex
@@ -26,6 +25,7 @@ import shlex
 import ml_collections
 
 from pe_jax._checks import require
+from pe_jax.commands import add_config_arguments, output_dir
 from pe_jax.configs import CONFIG_DIR, load_config
 
 NAME = "train-prior"
@@ -36,12 +36,7 @@ GRID_COLUMNS = 16
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", default=str(DEFAULT_PRIOR_CONFIG),
-                        help="a .py file with get_config() (default: the shipped digits prior)")
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                        help="override one config value; may be repeated")
-    parser.add_argument("--out", default=None,
-                        help="a new output folder (default: outputs/<name>-<UTC time>)")
+    add_config_arguments(parser, DEFAULT_PRIOR_CONFIG, "the shipped digits prior")
     parser.add_argument("--resume", action="store_true",
                         help="continue an interrupted run in --out from its latest checkpoint")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -50,8 +45,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def execute(args: argparse.Namespace) -> int:
     config = load_config(args.config, args.set)
     require(not args.resume or args.out, "--out", "given with --resume", args.out)
-    stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%d-%H%M%S")
-    out = pathlib.Path(args.out or f"outputs/{config.name}-{stamp}")
+    out = output_dir(args.out, config.name)
     command = ["pe-jax", NAME, "--config", args.config]
     for item in args.set:
         command += ["--set", item]
