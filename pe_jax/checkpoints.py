@@ -8,6 +8,7 @@ so the same path loads the checkpoints shipped with pe_jax and the ones users br
 
 import json
 import pathlib
+from collections.abc import Callable
 from typing import Any
 
 import jax
@@ -59,3 +60,16 @@ def restore(directory: str | pathlib.Path, model: nnx.Module) -> dict[str, Any]:
         raise ValueError(f"checkpoint {str(directory)!r} does not match the model: {error}") from error
     nnx.update(model, state)
     return metadata
+
+
+def load(directory: str | pathlib.Path, build: Callable[[dict[str, Any]], nnx.Module]
+         ) -> tuple[nnx.Module, dict[str, Any]]:
+    """The model a checkpoint's metadata describes, with the checkpoint's arrays, and the metadata.
+
+    ``build(metadata)`` constructs the model; it runs under ``nnx.eval_shape``, so only the
+    shapes are made (no random initialisation) before ``restore`` fills them.
+    """
+    metadata = load_metadata(directory)
+    model = nnx.eval_shape(lambda: build(metadata))
+    restore(directory, model)
+    return model, metadata

@@ -50,3 +50,12 @@ def test_restore_into_a_model_of_another_shape_names_the_checkpoint(tmp_path):
 def test_restore_without_metadata_is_refused(tmp_path):
     with pytest.raises(ValueError, match="metadata.json"):
         checkpoints.restore(tmp_path, _model(4, 0))
+
+
+def test_load_builds_the_model_its_metadata_describes(tmp_path):
+    saved = _model(6, seed=0)
+    checkpoints.save(tmp_path / "ckpt", saved, {"width": 6})
+    loaded, metadata = checkpoints.load(tmp_path / "ckpt", lambda m: _model(m["width"], seed=1))
+    assert metadata == {"width": 6}
+    x = jnp.linspace(-1, 1, 6).reshape(2, 3)
+    np.testing.assert_array_equal(loaded(x), saved(x))

@@ -100,13 +100,7 @@ class DiffusionGenerator:
         An optional metadata entry ``sampling`` (``steps``, ``eta``, ``guidance``) gives the
         checkpoint's default sampling settings; ``sampling_options`` override them.
         """
-        metadata = checkpoints.load_metadata(directory)
-        for name in ("unet", "schedule"):
-            require(name in metadata, "checkpoint metadata", f"a {name!r} entry",
-                    sorted(metadata))
-        config = UNetConfig.from_dict(metadata["unet"])
-        model = nnx.eval_shape(lambda: UNet(config, rngs=nnx.Rngs(0)))
-        checkpoints.restore(directory, model)
+        model, metadata = checkpoints.load(directory, _unet_from_metadata)
         defaults = {k: v for k, v in metadata.get("sampling", {}).items()
                     if k in ("steps", "eta", "guidance")}
         return cls(model, make_schedule(**metadata["schedule"]), **(defaults | sampling_options))
@@ -157,6 +151,13 @@ class DiffusionGenerator:
                     f"ints in [0, {num_classes}] ({num_classes} = no label)",
                     "values outside that range")
         return labels.astype(jnp.int32)
+
+
+def _unet_from_metadata(metadata: dict[str, Any]) -> UNet:
+    """The UNet a checkpoint's metadata describes (``unet`` and ``schedule`` entries)."""
+    for name in ("unet", "schedule"):
+        require(name in metadata, "checkpoint metadata", f"a {name!r} entry", sorted(metadata))
+    return UNet(UNetConfig.from_dict(metadata["unet"]), rngs=nnx.Rngs(0))
 
 
 @functools.partial(jax.jit, static_argnames=("graphdef", "options"))

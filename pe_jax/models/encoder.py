@@ -21,7 +21,6 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import optax
-from flax import nnx
 
 from pe_jax import checkpoints
 from pe_jax.models.classifier import ConvNet, ConvNetConfig, build, train
@@ -32,11 +31,8 @@ SHIPPED = pathlib.Path(__file__).resolve().parent.parent / "assets" / "encoder"
 def load(directory: str | pathlib.Path | None = None) -> tuple[ConvNet, dict[str, Any]]:
     """The encoder stored in ``directory`` (default: the shipped one) and its metadata."""
     directory = SHIPPED if directory is None else pathlib.Path(directory)
-    metadata = checkpoints.load_metadata(directory)
-    config = ConvNetConfig.from_dict(metadata["model"])
-    model = nnx.eval_shape(lambda: build(config, 0))
-    checkpoints.restore(directory, model)
-    return model, metadata
+    return checkpoints.load(
+        directory, lambda metadata: build(ConvNetConfig.from_dict(metadata["model"]), 0))
 
 
 def train_encoder(config: ml_collections.ConfigDict) -> tuple[ConvNet, dict[str, Any]]:
