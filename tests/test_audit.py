@@ -1,7 +1,7 @@
 """Empirical privacy audits: the real release passes and every negative control is flagged.
 
 The whole CI-sized suite runs once, through ``pe-jax audit`` (its default config: T = 4 releases
-at noise multiplier 2, 16,000 seeded runs per dataset; one PE run with 10,000 canaries). A
+at noise multiplier 2, 16,000 seeded runs per dataset; one PE run with 30,000 canaries). A
 control that an audit does not flag means that audit has no power, and fails here.
 """
 
@@ -55,16 +55,22 @@ def test_vote_release_audit_flags_every_control_by_mu_and_by_epsilon(suite, cont
     assert row["epsilon_flagged"] and row["epsilon_lower"] > row["epsilon_claimed"]
 
 
-def test_one_run_audit_of_the_pipeline_passes_and_flags_no_noise(suite):
+def test_one_run_audit_of_the_pipeline_passes_and_flags_no_noise_and_half_noise(suite):
     (real,) = _rows(suite[2], "one run, whole pipeline", REAL)
-    assert real["canaries"] == 10000 and real["epsilon_claimed"] == pytest.approx(2.0, rel=1e-2)
+    assert real["canaries"] == 30000 and real["epsilon_claimed"] == pytest.approx(2.0, rel=1e-2)
+    assert real["mu_claimed"] == pytest.approx(
+        math.sqrt(4) / privacy.noise_multiplier(2.0, 1e-6, 4))
+    assert 0 < real["mu_lower"] < real["mu_claimed"]
     assert 0 < real["epsilon_lower"] < real["epsilon_claimed"]
     (no_noise,) = _rows(suite[2], "one run, whole pipeline", audit.Control.NO_NOISE.value)
-    assert no_noise["correct"] == no_noise["guesses"] and no_noise["epsilon_flagged"]
-    # Half the noise leaks more than the real run: the bound grows, though one run of 10^4
-    # canaries cannot reach the claim; experiments/audit_large.py (10^5 canaries) flags it.
+    assert no_noise["mu_correct"] == no_noise["mu_guesses"]
+    assert no_noise["mu_flagged"] and no_noise["epsilon_flagged"]
     (half,) = _rows(suite[2], "one run, whole pipeline", audit.Control.HALF_NOISE.value)
-    assert half["epsilon_lower"] > 1.3 * real["epsilon_lower"]
+    assert half["mu_flagged"] and half["mu_lower"] > 1.1 * half["mu_claimed"]
+    # Replace-one leaks sqrt(2) times the claim: the bound sees more than in the real run, but
+    # one run of this size cannot reach the claim (see pe_jax/audit/one_run.py).
+    (replace,) = _rows(suite[2], "one run, whole pipeline", audit.Control.REPLACE_ONE.value)
+    assert replace["mu_lower"] > 1.2 * real["mu_lower"]
 
 
 def test_audit_noise_is_the_release_noise():
@@ -109,6 +115,75 @@ def test_one_run_bound_is_the_binomial_tail_bound():
     assert (bounds.one_run_epsilon_lower_bound(1000, 200, 200, 1e-5, 0.95)
             < bounds.one_run_epsilon_lower_bound(1000, 200, 200, 0.0, 0.95))
     assert bounds.one_run_epsilon_lower_bound(1000, 200, 100, 1e-6, 0.95) == 0.0
+
+
+def _max_tail_by_linear_program(m: int, r: int, v: int, mu: float) -> float:
+    """The largest P[V >= v] under the constraints of ``one_run_gdp_least_mass``, by an LP:
+    each constraint ``right_l <= h(wrong_l)`` imposed through 200 tangents of the concave h
+    (an outer approximation, so the LP optimum is at least the exact one)."""
+    from scipy import optimize, special
+
+    j = np.arange(r + 1)
+    points = np.logspace(-14, math.log10(min(r / m, 0.999)), 200)
+    z = special.ndtri(points)
+    slopes = np.exp(0.5 * z ** 2 - 0.5 * (z + mu) ** 2)
+    intercepts = special.ndtr(z + mu) - slopes * points
+    rows, limits = [], []
+    for level in range(1, r + 1):
+        right = np.where(j >= level, j, 0) / m
+        wrong = np.where(j >= level - 1, r - j, 0) / m
+        rows += [right - slope * wrong for slope in slopes]
+        limits += list(intercepts)
+    objective = -(j >= v).astype(float)
+    result = optimize.linprog(objective, A_ub=np.array(rows), b_ub=limits,
+                              A_eq=np.ones((1, r + 1)), b_eq=[1.0], bounds=(0, None))
+    return -result.fun
+
+
+@pytest.mark.parametrize("m, r, v, mu", [(1000, 50, 45, 0.5), (1000, 100, 80, 0.5),
+                                         (600, 120, 90, 0.3), (150, 150, 100, 0.6)])
+def test_one_run_gdp_greedy_reaches_the_optimum_of_its_linear_program(m, r, v, mu):
+    """The greedy least mass is exact: the largest tail it allows matches the LP's optimum
+    (from below, by at most the LP's tangent slack). Were it too small, the bound would be
+    invalid; were it too large, loose."""
+    lo, hi = 0.0, 1.0
+    for _ in range(50):
+        tail = (lo + hi) / 2
+        lo, hi = (tail, hi) if bounds.one_run_gdp_least_mass(m, r, v, tail, mu) <= 1 else (
+            lo, tail)
+    linear_program = _max_tail_by_linear_program(m, r, v, mu)
+    assert lo <= linear_program * (1 + 1e-6) and linear_program <= lo * 1.005
+
+
+def test_one_run_mu_bound_holds_for_gaussian_canaries_and_flags_a_quarter_of_the_noise():
+    """Independent Gaussian canaries (each a mu-GDP mechanism) never push the bound past
+    their mu; at four times the claimed mu the bound exceeds the claim."""
+    m, fractions = 10000, (0.005, 0.01, 0.02, 0.05)
+
+    def best_bound(mu_true: float, seed: int) -> float:
+        rng = np.random.default_rng(seed)
+        member = rng.random(m) < 0.5
+        order = np.argsort(-(rng.normal(size=m) + mu_true * member))
+        best = 0.0
+        for f in fractions:
+            r = round(f * m)
+            v = int(member[order[:r - r // 2]].sum() + (~member[order[m - r // 2:]]).sum())
+            best = max(best, bounds.one_run_mu_lower_bound(m, r, v, 1 - 0.05 / len(fractions)))
+        return best
+
+    for seed in range(5):
+        assert best_bound(1.0, seed) < 1.0
+        assert best_bound(0.0, seed) < 0.15
+    assert min(best_bound(2.0, seed) for seed in range(5)) > 0.5
+
+
+def test_one_run_mu_bound_edges():
+    assert bounds.one_run_mu_lower_bound(1000, 100, 0, 0.95) == 0.0
+    assert bounds.one_run_mu_lower_bound(1000, 100, 50, 0.95) == 0.0  # chance level
+    perfect = bounds.one_run_mu_lower_bound(1000, 100, 100, 0.95)
+    assert 0.5 < perfect < bounds.one_run_mu_lower_bound(10000, 1000, 1000, 0.95)
+    with pytest.raises(ValueError, match="v <= r"):
+        bounds.one_run_mu_lower_bound(100, 10, 11, 0.95)
 
 
 def test_split_threshold_bound_detects_a_shift_and_not_its_absence():

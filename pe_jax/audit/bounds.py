@@ -17,6 +17,9 @@ mechanism, so a bound above the claimed guarantee is evidence of a violation:
   ``P[V >= v] <= P[Bin(r, q) >= v] + 2 m delta max_i P[v - i <= Bin(r, q) < v] / i`` with
   ``q = e^epsilon / (1 + e^epsilon)``; the bound is the largest epsilon whose p-value is below
   ``1 - confidence``.
+* ``one_run_mu_lower_bound``: the same one-run game against mu-GDP (after Mahloujifar, Melis
+  and Chaudhuri 2024, "Auditing f-differential privacy in one run"), see below. Much tighter
+  than the epsilon bound for Gaussian noise, whose likelihood ratio is unbounded.
 
 The thresholds are chosen on one half of the runs and the bounds evaluated on the other
 (``split_threshold_bound``), so picking the best threshold does not inflate them.
@@ -36,6 +39,8 @@ __all__ = [
     "split_threshold_bound",
     "one_run_p_value",
     "one_run_epsilon_lower_bound",
+    "one_run_gdp_least_mass",
+    "one_run_mu_lower_bound",
 ]
 
 
@@ -124,3 +129,56 @@ def one_run_epsilon_lower_bound(m: int, r: int, v: int, delta: float,
             return math.inf
     return float(optimize.brentq(lambda e: one_run_p_value(m, r, v, e, delta) - alpha, 0.0, hi,
                                  xtol=1e-6))
+
+
+def one_run_gdp_least_mass(m: int, r: int, v: int, tail: float,
+                           mu: np.ndarray) -> np.ndarray:
+    """The least total probability that a mu-GDP mechanism needs for ``P[V >= v] = tail``.
+
+    V counts the right guesses among ``r`` made on ``m`` canaries, each included with
+    probability 1/2; p_j = P[V = j]. For any level l, guessing canary I (uniform) only when
+    the other guesses have at least l - 1 right is a test of I's membership: its right-guess
+    probability is ``sum_{j>=l} j p_j / m`` and its wrong-guess probability
+    ``sum_{j>=l-1} (r - j) p_j / m``, and mu-GDP bounds the first by
+    ``h(x) = Phi(Phi^-1(x) + mu)`` of the second (averaged over canaries, by concavity of h).
+    Given ``p_v = tail`` (mass above v only tightens these), the least p_{l-1} that meets level
+    l's bound is found from l = v down to 1; moving any more mass from level l - 1 down to
+    l - 2 loosens every lower level's bound, so this greedy choice needs the least total. A
+    total above 1 means no mu-GDP mechanism reaches ``P[V >= v] >= tail``. Vectorised over
+    ``mu``.
+    """
+    mu = np.asarray(mu, np.float64)
+    right = np.full(mu.shape, v * tail)      # m * (right-guess mass at the current level)
+    wrong = np.full(mu.shape, (r - v) * tail)
+    total = np.full(mu.shape, float(tail))
+    for level in range(v, 0, -1):
+        needed = m * special.ndtr(special.ndtri(np.minimum(right / m, 1.0)) - mu) - wrong
+        mass = np.maximum(needed, 0.0) / (r - level + 1)
+        total += mass
+        right += (level - 1) * mass
+        wrong += (r - level + 1) * mass
+    return total
+
+
+def one_run_mu_lower_bound(m: int, r: int, v: int, confidence: float) -> float:
+    """Largest mu at which ``v`` of ``r`` right guesses on ``m`` canaries has p-value below
+    ``1 - confidence`` under mu-GDP (``one_run_gdp_least_mass``); 0 when none has, to 1e-3."""
+    if not 0 <= v <= r <= m:
+        raise ValueError(f"need 0 <= v <= r <= m, got v={v}, r={r}, m={m}")
+    alpha = 1.0 - confidence
+
+    def rejected(mu: np.ndarray) -> np.ndarray:
+        return one_run_gdp_least_mass(m, r, v, alpha, mu) > 1.0
+
+    if v == 0 or not rejected(np.zeros(1))[0]:
+        return 0.0
+    lo, hi = 0.0, 1.0
+    while rejected(np.array([hi]))[0]:
+        lo, hi = hi, 2.0 * hi
+        if hi > 64.0:
+            return math.inf
+    while hi - lo > 1e-3:
+        grid = np.linspace(lo, hi, 17)
+        last = int(np.flatnonzero(rejected(grid)).max())
+        lo, hi = grid[last], grid[last + 1]
+    return float(lo)

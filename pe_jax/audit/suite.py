@@ -38,9 +38,7 @@ def run_suite(config: ml_collections.ConfigDict) -> list[Row]:
     return rows
 
 
-def _verdict(real: bool, flagged: bool | None) -> str:
-    if flagged is None:
-        return "-"
+def _verdict(real: bool, flagged: bool) -> str:
     if real:
         return "VIOLATION" if flagged else "pass"
     return "flagged" if flagged else "NOT FLAGGED"
@@ -55,15 +53,12 @@ def format_table(rows: list[Row]) -> str:
     lines = [header, "-" * len(header)]
     for row in rows:
         real = row.control == Control.NONE.value
-        if isinstance(row, AuditResult):
-            k, runs, mu_flag = row.k, str(row.runs), row.mu_flagged
-            mu = f"{row.mu_claimed:>8.3f} {row.mu_lower:>8.3f}"
-        else:
-            k, runs, mu_flag = 1, f"1x{row.canaries}", None
-            mu = f"{'-':>8} {'-':>8}"
-        lines.append(f"{row.name:<24} {row.control:<58} {k:>2} {runs:>8} {mu} "
+        k, runs = (row.k, str(row.runs)) if isinstance(row, AuditResult) else (
+            1, f"1x{row.canaries}")
+        lines.append(f"{row.name:<24} {row.control:<58} {k:>2} {runs:>8} "
+                     f"{row.mu_claimed:>8.3f} {row.mu_lower:>8.3f} "
                      f"{row.epsilon_claimed:>9.3f} {row.epsilon_lower:>9.3f} "
-                     f"{row.delta:>7.0e}  {_verdict(real, mu_flag):<11} "
+                     f"{row.delta:>7.0e}  {_verdict(real, row.mu_flagged):<11} "
                      f"{_verdict(real, row.epsilon_flagged)}")
     return "\n".join(lines)
 
@@ -80,7 +75,7 @@ def plot(rows: list[Row], path: pathlib.Path) -> None:
         label = f"{row.name}: {row.control}"
         if isinstance(row, AuditResult):
             label += f" (k={row.k})"
-            series.append((label, "mu", row.mu_lower, row.mu_claimed))
+        series.append((label, "mu", row.mu_lower, row.mu_claimed))
         series.append((label, "epsilon", row.epsilon_lower, row.epsilon_claimed))
     fig, ax = plt.subplots(figsize=(11, 0.3 * len(series) + 1.5))
     colours = {"mu": "tab:blue", "epsilon": "tab:orange"}

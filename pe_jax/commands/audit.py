@@ -47,4 +47,4 @@ def execute(args: argparse.Namespace) -> int:
 
 
 def _flagged(row) -> bool:
-    return row.epsilon_flagged or getattr(row, "mu_flagged", False)
+    return row.epsilon_flagged or row.mu_flagged
