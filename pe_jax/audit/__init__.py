@@ -7,7 +7,9 @@ that has power. Three bounds, each a rigorous lower bound at a stated confidence
   and without it, thousands of seeded runs of the real kernel and release sampler; lower
   bounds on mu (mu-GDP) and on epsilon from Clopper--Pearson rates (``vote_release``);
 * ``one_run_audit``: one run of the whole PE pipeline with m canaries, each included with
-  probability 1/2 (Steinke, Nasr and Jagielski 2023; ``one_run``);
+  probability 1/2; lower bounds on epsilon (Steinke, Nasr and Jagielski 2023) and on mu (an
+  f-DP analysis after Mahloujifar, Melis and Chaudhuri 2024) from the right guesses
+  (``one_run``);
 * ``Control``: broken mechanisms (no noise, half the noise, replace-one accounted as
   add/remove, unweighted k-NN votes) that exist only here; an audit that does not flag them
   has no power.
@@ -17,7 +19,7 @@ and ``plot`` show claimed against audited bounds. ``pe-jax audit`` is the comman
 """
 
 from pe_jax.audit.bounds import (clopper_pearson_upper, epsilon_lower_bound, gdp_mu_lower_bound,
-                                 one_run_epsilon_lower_bound)
+                                 one_run_epsilon_lower_bound, one_run_mu_lower_bound)
 from pe_jax.audit.one_run import ONE_RUN_CONTROLS, OneRunResult, one_run_audit
 from pe_jax.audit.suite import format_table, plot, run_suite
 from pe_jax.audit.vote_release import AuditResult, Control, vote_release_audit
@@ -36,4 +38,5 @@ __all__ = [
     "gdp_mu_lower_bound",
     "epsilon_lower_bound",
     "one_run_epsilon_lower_bound",
+    "one_run_mu_lower_bound",
 ]

@@ -3,11 +3,13 @@
 One call of ``evolve.run`` on a synthetic-data task: a bulk of private 2-D points near the
 origin and ``m`` canaries on an integer lattice away from it, each included independently with
 probability 1/2. The public generator starts from a fixed pool: a slot at every canary
-position and a grid of slots near the origin, then a copy of all of them. Every release is
-thresholded to zero (the threshold is post-processing), so rank selection keeps the first
-half of the population, ties going to the lower index, and its variations replace the second:
-each canary's slot stays at its index through all T iterations and gets its vote in each
-(distance 0 beats any jittered copy). Everything the auditor scores is public: the pool and
+position and a grid of slots near the origin, then a copy of all of them moved half a lattice
+step diagonally (what the generator's variation does). Every release is thresholded to zero
+(the threshold is post-processing), so rank selection keeps the first half of the population,
+ties going to the lower index, and its variations replace the second: each canary's slot
+stays at its index through all T iterations and gets its vote in each (distance 0 against at
+least 0.4 to any other point; a variation only 0.01 away lost 10-20 % of the votes to float32
+rounding of the distances, measured). Everything the auditor scores is public: the pool and
 the released noisy histograms. The score of canary i is the released count at its slot summed
 over the T releases (minus its partner's under ``REPLACE_ONE``), the likelihood-ratio
 statistic: N(T b_i, T sigma^2), a shift of exactly the claimed mu = sqrt(T) / sigma. The
@@ -19,23 +21,24 @@ with the accountant's epsilon and with mu = sqrt(T) / sigma.
 
 Controls, again audit-only: ``NO_NOISE`` runs with ``non_private=True``; ``HALF_NOISE`` runs
 with half the noise multiplier; ``REPLACE_ONE`` includes canary i or its partner (the next
-lattice point), so each canary replaces a row. All keep the claim of the real run: the
-accountant's epsilon for the configured noise multiplier. ``UNWEIGHTED_KNN`` has no
-whole-pipeline form (the pipeline's voting kernel always weights votes), so only the
-vote-release audit covers it.
+lattice point), so each canary replaces a row. ``UNWEIGHTED_KNN`` gives each canary k slots
+(its lattice point and k - 1 satellites) and, when it is in, a row at each: with k = 1 voting
+that releases exactly what one row's k-NN votes without the 1/sqrt(k) weight would (weight 1
+for each of its k nearest slots); its score sums the k slots. All keep the claim of the real
+run: the accountant's epsilon for the configured noise multiplier, and mu = sqrt(T) / sigma.
 
 Power: the epsilon bound of one run is loose for Gaussian noise (as Steinke et al. find): even
 with every canary's evidence at the full claimed mu, the guesses' precision grows only slowly
-with m. The mu bound uses the whole Gaussian trade-off curve. Measured (seed 0, T = 4, PE
-calibrated to (2, 1e-6)-DP, claimed mu 0.448), mu bound for the real run / no noise / half the
-noise / replace-one: 10^4 canaries 0.277 / 1.363 / 0.487 / 0.316; 3 x 10^4 (the CI size)
-0.262 / 1.612 / 0.548 / 0.396; 10^5 0.260 / 1.867 / 0.533 / 0.382. So one run flags no noise
-and half the noise, but not replace-one, whose true mu is only sqrt(2) times the claim: a
-mu-GDP mechanism may make many guesses right at once with a probability the bound has to
-allow, and that probability falls slowly with m. Adding every other membership test that looks
-at how many other guesses are right (the full convex program, solved by cutting planes) moved
-that probability by under 1 % in the case checked, so the gap is not in this bound's algebra.
-The vote-release audit, with thousands of runs, is the one that flags every control.
+with m. The mu bound uses the whole Gaussian trade-off curve and flags every control in one run
+of 3 x 10^4 canaries (the CI size; T = 4, PE calibrated to (2, 1e-6)-DP, claimed mu 0.448).
+Measured, mu bound over the claim for seeds 0 / 1 / 2: real run 0.706 / 0.718 / 0.637; no
+noise 2.81 each; half the noise 1.411 / 1.464 / 1.587; replace-one 1.209 / 1.098 / 1.115;
+unweighted k-NN (k = 4) 1.829 / 1.464 / 1.522. Replace-one, whose true mu is only sqrt(2) times
+the claim, is the thin one: a mu-GDP mechanism may make many guesses right at once with a
+probability the bound has to allow, and that probability falls slowly with m (10^5 canaries
+gave 0.993 and 1.062 for seeds 0 and 1 with five guess counts). Adding every other membership
+test that looks at how many other guesses are right (the full convex program, solved by
+cutting planes) moved that probability by under 1 % in the case checked.
 """
 
 from __future__ import annotations
@@ -56,18 +59,24 @@ from pe_jax.privacy.accounting import check_delta, check_noise_multiplier
 
 __all__ = ["OneRunResult", "one_run_audit", "ONE_RUN_CONTROLS"]
 
-ONE_RUN_CONTROLS = (Control.NONE, Control.NO_NOISE, Control.HALF_NOISE, Control.REPLACE_ONE)
+ONE_RUN_CONTROLS = (Control.NONE, Control.NO_NOISE, Control.HALF_NOISE, Control.REPLACE_ONE,
+                    Control.UNWEIGHTED_KNN)
 # Canary and partner slots sit on the integer lattice from (_OFFSET, _OFFSET): neighbours are
-# 1 apart, far above float32 rounding of squared distances (about 1e-7 of |x|^2 < 1e6 for
+# 1 apart, satellites _SATELLITE from their canary and variations at the cells' middles, all at
+# squared distances (>= 0.16) far above float32 rounding (about 1e-7 of |x|^2 < 2.2e5 for
 # m <= 10^5), and the bulk (std 0.5 at the origin) never reaches them.
 _OFFSET = 10
 _BULK_GRID = 8
-_JITTER = 0.01
+_SATELLITE = 0.3
+_VARIATION_SHIFT = 0.5
 # Subtracted from every released count before selection: every count thresholds to 0, so
 # rank selection keeps the first half of the population (ties go to the lower index) and
 # each canary's slot stays at its index in every iteration.
 _THRESHOLD = 1e12
-GUESS_FRACTIONS = (0.002, 0.005, 0.01, 0.02, 0.05)
+# Fractions of the canaries guessed, fixed before any run: the epsilon bound is best with few
+# guesses; the mu bound with about 1 % (one fraction, so no Bonferroni share is spent).
+EPSILON_GUESS_FRACTIONS = (0.002, 0.005, 0.01, 0.02, 0.05)
+MU_GUESS_FRACTIONS = (0.01,)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -112,7 +121,7 @@ class _PoolGenerator:
         return self.pool
 
     def variation(self, key, samples, degree):
-        return samples + degree * _JITTER * jax.random.normal(key, samples.shape)
+        return samples + _VARIATION_SHIFT
 
     def images(self, samples):
         return samples[:, None, None, :]
@@ -125,54 +134,92 @@ def _lattice(count: int) -> np.ndarray:
     return (_OFFSET + np.stack([index % side, index // side], -1)).astype(np.float32)
 
 
-def _pool(m: int, with_partners: bool) -> tuple[np.ndarray, int]:
-    """The public pool: slots (canaries, partners interleaved, then a bulk grid) twice; the
-    second copy is replaced by variations after the first release. Returns it and the stride
-    between a canary's slot and the next canary's (2 with partners, else 1)."""
-    stride = 2 if with_partners else 1
+def _canary_slots(m: int, control: Control, k: int) -> np.ndarray:
+    """``(m, s, 2)``: each canary's slots. One lattice point; under ``REPLACE_ONE`` two (the
+    canary's and its partner's); under ``UNWEIGHTED_KNN`` k, the lattice point and k - 1
+    satellites _SATELLITE away, nearer to it than to anything else."""
+    if control is Control.REPLACE_ONE:
+        return _lattice(2 * m).reshape(m, 2, 2)
+    slots = _lattice(m)[:, None]
+    if control is Control.UNWEIGHTED_KNN:
+        angles = 2 * np.pi * np.arange(k - 1) / (k - 1)
+        ring = _SATELLITE * np.stack([np.cos(angles), np.sin(angles)], -1)
+        slots = np.concatenate([slots, slots + ring.astype(np.float32)], axis=1)
+    return slots
+
+
+def _pool(canary_slots: np.ndarray) -> np.ndarray:
+    """The public pool: every canary slot and a bulk grid, then their variations (replaced by
+    fresh ones after every release)."""
     grid = (np.arange(_BULK_GRID, dtype=np.float32) - (_BULK_GRID - 1) / 2) / 2
     bulk_slots = np.stack(np.meshgrid(grid, grid), -1).reshape(-1, 2)
-    slots = np.concatenate([_lattice(stride * m), bulk_slots])
-    return np.concatenate([slots, slots]), stride
+    slots = np.concatenate([canary_slots.reshape(-1, 2), bulk_slots])
+    return np.concatenate([slots, slots + _VARIATION_SHIFT])
 
 
-def _guess_counts(m: int, fractions: Sequence[float]) -> list[int]:
+def _private_canaries(canary_slots: np.ndarray, member: np.ndarray,
+                      control: Control) -> np.ndarray:
+    """The private rows the canaries add: a member's row at its first slot; under
+    ``REPLACE_ONE`` a non-member's partner row instead; under ``UNWEIGHTED_KNN`` a member's
+    row at each of its k slots, so that its k weight-1 votes (k = 1 voting) are what one row's
+    unweighted k-NN votes would be."""
+    if control is Control.REPLACE_ONE:
+        return np.where(member[:, None], canary_slots[:, 0], canary_slots[:, 1])
+    if control is Control.UNWEIGHTED_KNN:
+        return canary_slots[member].reshape(-1, 2)
+    return canary_slots[member, 0]
+
+
+def _guess_counts(name: str, m: int, fractions: Sequence[float]) -> list[int]:
     """Numbers of guesses, fixed before any score is seen: ``round(f m)`` for each fraction."""
-    require(len(fractions) > 0 and all(0 < f <= 1 for f in fractions), "guesses",
+    require(len(fractions) > 0 and all(0 < f <= 1 for f in fractions), name,
             "fractions of the canaries in (0, 1]", fractions)
     return sorted({max(2, round(f * m)) for f in fractions})
 
 
+def _best_bound(order: np.ndarray, member: np.ndarray, counts: list[int], confidence: float,
+                bound) -> tuple[float, int, int]:
+    """``(bound, guesses, right)`` for the count whose Bonferroni-corrected
+    ``bound(r, v, confidence)`` is largest; r guesses: the top half in, the bottom half out."""
+    corrected = 1 - (1 - confidence) / len(counts)
+    best = (0.0, counts[0], 0)
+    for r in counts:
+        top, bottom = order[:r - r // 2], order[len(order) - r // 2:]
+        v = int(member[top].sum() + (~member[bottom]).sum())
+        best = max(best, (bound(r, v, corrected), r, v))
+    return best
+
+
 def one_run_audit(control: Control = Control.NONE, *, canaries: int, noise_multiplier: float,
-                  iterations: int, delta: float, guesses: Sequence[float] = GUESS_FRACTIONS,
-                  bulk: int = 512, confidence: float = 0.95, seed: int = 0) -> OneRunResult:
-    """One PE run with ``canaries`` random canaries; the best Bonferroni-corrected bounds over
-    ``guesses`` (fractions of the canaries guessed, half in and half out)."""
+                  iterations: int, delta: float, k: int = 4,
+                  mu_guesses: Sequence[float] = MU_GUESS_FRACTIONS,
+                  epsilon_guesses: Sequence[float] = EPSILON_GUESS_FRACTIONS, bulk: int = 512,
+                  confidence: float = 0.95, seed: int = 0) -> OneRunResult:
+    """One PE run with ``canaries`` random canaries; for each bound the best
+    Bonferroni-corrected one over its fractions of the canaries guessed."""
     require(control in ONE_RUN_CONTROLS, "control", f"one of {ONE_RUN_CONTROLS}", control)
     check_noise_multiplier(noise_multiplier, allow_zero=False)
     check_delta(delta)
     m = check_int("canaries", canaries, 2, 10**5)
+    k = check_int("k", k, 2)
     iterations = check_int("iterations", iterations, 1)
-    counts = _guess_counts(m, guesses)
+    mu_counts = _guess_counts("mu_guesses", m, mu_guesses)
+    epsilon_counts = _guess_counts("epsilon_guesses", m, epsilon_guesses)
     rng = np.random.default_rng(seed)
     member = rng.random(m) < 0.5
-    pool, stride = _pool(m, control is Control.REPLACE_ONE)
-    canary_slot = np.arange(m) * stride
-    private = [rng.normal(0.0, 0.5, (bulk, 2)), pool[canary_slot[member]]]
-    if control is Control.REPLACE_ONE:
-        private.append(pool[canary_slot[~member] + 1])
-    private = np.concatenate(private).astype(np.float32)
-    scores = _released_sums(control, pool, private, noise_multiplier, iterations, delta, seed)
-    scores = scores[canary_slot] - (scores[canary_slot + 1] if stride == 2 else 0.0)
+    canary_slots = _canary_slots(m, control, k)
+    pool = _pool(canary_slots)
+    private = np.concatenate([rng.normal(0.0, 0.5, (bulk, 2)),
+                              _private_canaries(canary_slots, member, control)])
+    sums = _released_sums(control, pool, private.astype(np.float32), noise_multiplier,
+                          iterations, delta, seed)
+    sums = sums[:m * canary_slots.shape[1]].reshape(canary_slots.shape[:2])
+    scores = sums[:, 0] - sums[:, 1] if control is Control.REPLACE_ONE else sums.sum(1)
     order = np.argsort(-scores, kind="stable")
-    corrected = 1 - (1 - confidence) / len(counts)
-    best_mu, best_eps = (0.0, counts[0], 0), (0.0, counts[0], 0)
-    for r in counts:
-        top, bottom = order[:r - r // 2], order[len(order) - r // 2:]
-        v = int(member[top].sum() + (~member[bottom]).sum())
-        best_mu = max(best_mu, (bounds.one_run_mu_lower_bound(m, r, v, corrected), r, v))
-        best_eps = max(best_eps,
-                       (bounds.one_run_epsilon_lower_bound(m, r, v, delta, corrected), r, v))
+    best_mu = _best_bound(order, member, mu_counts, confidence,
+                          lambda r, v, c: bounds.one_run_mu_lower_bound(m, r, v, c))
+    best_eps = _best_bound(order, member, epsilon_counts, confidence,
+                           lambda r, v, c: bounds.one_run_epsilon_lower_bound(m, r, v, delta, c))
     return OneRunResult(
         name="one run, whole pipeline", control=control.value, canaries=m,
         mu_claimed=math.sqrt(iterations) / noise_multiplier, mu_lower=best_mu[0],

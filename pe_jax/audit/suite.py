@@ -33,7 +33,7 @@ def run_suite(config: ml_collections.ConfigDict) -> list[Row]:
                                      config.one_run_iterations)
     rows += [one_run_audit(control, canaries=config.one_run_canaries, noise_multiplier=sigma,
                            iterations=config.one_run_iterations, delta=config.one_run_delta,
-                           confidence=config.confidence, seed=config.seed)
+                           k=config.knn_k, confidence=config.confidence, seed=config.seed)
              for control in ONE_RUN_CONTROLS]
     return rows
 

@@ -4,8 +4,8 @@ Vote-release audit: T = 4 releases with noise multiplier 2 (claimed mu = 1), 16,
 per neighbouring dataset, epsilon compared at delta = 1e-2 (a few thousand runs cannot see a
 smaller delta, so a smaller one would leave the epsilon bound without power). One-run audit:
 one PE pipeline run calibrated to (2, 1e-6)-DP over 4 iterations with 30,000 canaries (the mu
-bound then flags half the noise with a margin of about 20 %; the epsilon bound's delta stays
-below 0.1 / m because it pays 2 m delta). All of it runs in about a minute on a CPU;
+bound then flags every control, replace-one with the thinnest margin, about 10-20 %; the
+epsilon bound's delta stays below 0.1 / m because it pays 2 m delta). All of it runs in about a minute on a CPU;
 ``experiments/audit_large.py`` runs the larger audits.
 
 ``pe-jax audit --config pe_jax/configs/audit.py --set vote_runs=20000``
