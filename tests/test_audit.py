@@ -67,6 +67,7 @@ def test_one_run_audit_of_the_pipeline_passes(suite):
 @pytest.mark.parametrize("control", VOTE_CONTROLS)
 def test_one_run_audit_of_the_pipeline_flags_every_control_by_mu(suite, control):
     (row,) = _rows(suite[2], "one run, whole pipeline", control)
+    assert row["k"] == (4 if control == audit.Control.UNWEIGHTED_KNN.value else 1)
     assert row["mu_flagged"] and row["mu_lower"] > row["mu_claimed"]
 
 

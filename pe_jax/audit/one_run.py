@@ -87,6 +87,7 @@ class OneRunResult:
     name: str
     control: str
     canaries: int
+    k: int  # votes per canary row (k > 1 only for the unweighted k-NN control)
     mu_claimed: float
     mu_lower: float
     mu_guesses: int
@@ -222,6 +223,7 @@ def one_run_audit(control: Control = Control.NONE, *, canaries: int, noise_multi
                            lambda r, v, c: bounds.one_run_epsilon_lower_bound(m, r, v, delta, c))
     return OneRunResult(
         name="one run, whole pipeline", control=control.value, canaries=m,
+        k=k if control is Control.UNWEIGHTED_KNN else 1,
         mu_claimed=math.sqrt(iterations) / noise_multiplier, mu_lower=best_mu[0],
         mu_guesses=best_mu[1], mu_correct=best_mu[2],
         epsilon_claimed=privacy.epsilon(noise_multiplier, delta, iterations),

@@ -53,9 +53,8 @@ def format_table(rows: list[Row]) -> str:
     lines = [header, "-" * len(header)]
     for row in rows:
         real = row.control == Control.NONE.value
-        k, runs = (row.k, str(row.runs)) if isinstance(row, AuditResult) else (
-            1, f"1x{row.canaries}")
-        lines.append(f"{row.name:<24} {row.control:<58} {k:>2} {runs:>8} "
+        runs = str(row.runs) if isinstance(row, AuditResult) else f"1x{row.canaries}"
+        lines.append(f"{row.name:<24} {row.control:<58} {row.k:>2} {runs:>8} "
                      f"{row.mu_claimed:>8.3f} {row.mu_lower:>8.3f} "
                      f"{row.epsilon_claimed:>9.3f} {row.epsilon_lower:>9.3f} "
                      f"{row.delta:>7.0e}  {_verdict(real, row.mu_flagged):<11} "
@@ -72,9 +71,7 @@ def plot(rows: list[Row], path: pathlib.Path) -> None:
 
     series = []  # (label, kind, lower, claimed)
     for row in rows:
-        label = f"{row.name}: {row.control}"
-        if isinstance(row, AuditResult):
-            label += f" (k={row.k})"
+        label = f"{row.name}: {row.control} (k={row.k})"
         series.append((label, "mu", row.mu_lower, row.mu_claimed))
         series.append((label, "epsilon", row.epsilon_lower, row.epsilon_claimed))
     fig, ax = plt.subplots(figsize=(11, 0.3 * len(series) + 1.5))
