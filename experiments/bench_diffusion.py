@@ -12,8 +12,8 @@ passively). The default prior runs with the classifier-free guidance stored in i
 (both sides then evaluate a doubled batch per step).
 
     .venv/bin/pip install torch==2.13.0 diffusers     # the CPU wheel
-    .venv/bin/python experiments/bench_diffusion.py            # about 10 minutes on 2 cores
-    .venv/bin/python experiments/bench_diffusion.py --quick    # about 2 minutes
+    .venv/bin/python experiments/bench_diffusion.py            # about 2 minutes on 2 cores
+    .venv/bin/python experiments/bench_diffusion.py --quick    # under a minute
 
 ``--bf16`` computes our model in bfloat16 (for an accelerator; diffusers stays float32 on
 CPU); ``--peak-tflops`` adds our share of the chip's peak (model FLOPs from XLA's cost
@@ -38,7 +38,7 @@ from flax import nnx
 from pe_jax import checkpoints
 from pe_jax.apis.diffusion import DEFAULT_PRIOR, DiffusionGenerator
 from pe_jax.diffusion import make_schedule
-from pe_jax.models.unet import UNetConfig, init_unet
+from pe_jax.models.unet import UNetConfig, compiler_options, init_unet
 
 CIFAR = UNetConfig(resolution=32, channels=3, base_width=128, width_multipliers=(1, 2, 2, 2),
                    blocks_per_level=2, attention_resolutions=(16,), norm_groups=32)
@@ -220,7 +220,8 @@ def main() -> None:
                 ("cifar32 35.7M", CIFAR, 10, 8, 1.0)]
         repeats = args.repeats or 3
     print(f"jax {jax.__version__} on {jax.devices()[0].platform} ({jax.device_count()} "
-          f"device(s)), {threads} CPU threads, our dtype {dtype}, {repeats} repeats, median"
+          f"device(s)), {threads} CPU threads, our dtype {dtype}, XLA options "
+          f"{compiler_options() or 'default'}, {repeats} repeats, median"
           + (f"; torch {torch.__version__}, diffusers {diffusers.__version__}, "
              f"{torch.get_num_threads()} threads, float32" if with_diffusers else ""))
     rows = []

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from pe_jax.models.unet import UNet, UNetConfig, _GroupNorm, init_unet, timestep_embedding
+from pe_jax.models.unet import (UNet, UNetConfig, _GroupNorm, compiler_options, init_unet,
+                                timestep_embedding)
 
 
 def tiny(resolution: int, channels: int = 1, **overrides) -> UNetConfig:
@@ -123,3 +124,17 @@ def test_group_norm_matches_flax_group_norm(shape, groups):
     x = 3.0 + 2.0 * jax.random.normal(k_x, shape)  # an offset mean, as activations have
     assert jax.tree.structure(nnx.state(fast)) == jax.tree.structure(nnx.state(reference))
     np.testing.assert_allclose(fast(x), reference(x), atol=2e-5)
+
+
+def test_compiler_options_keep_the_outputs():
+    model = init_unet(tiny(8, base_width=32))  # widths above 16: the convolutions YNNPACK takes
+    graphdef, state = nnx.split(model)
+    x = jax.random.normal(jax.random.key(4), (4, 8, 8, 1))
+    t = jnp.array([1, 10, 100, 900])
+
+    def forward(state):
+        return nnx.merge(graphdef, state)(x, t)
+    options = compiler_options()
+    assert bool(options) == (jax.default_backend() == "cpu")
+    np.testing.assert_allclose(jax.jit(forward, compiler_options=options)(state),
+                               jax.jit(forward)(state), atol=1e-5)

@@ -19,14 +19,17 @@ PE lowers the degree over its iterations (explore, then refine): use
 Samples are :class:`DiffusionSamples`: the images in [0, 1] and the labels that condition
 their variations (a class-conditional model keeps each sample's class; "no label" is
 ``num_classes``). Everything runs in one compiled function per batch shape: the model is
-split once (``nnx.split``) and its state passed into a plain ``jax.jit``; the degree is a
-traced value, so PE's changing degrees never recompile, and both APIs can be called inside a
-larger ``jax.jit``. With ``mesh``, batches are sharded over all of the mesh's axes.
+split once (``nnx.split``) and its state passed into a ``jax.jit`` with the UNet's
+``compiler_options()`` (on CPU: XLA's multi-threaded convolutions); the degree is a traced
+value, so PE's changing degrees never recompile, and both APIs can be called inside a larger
+``jax.jit`` (which then compiles with its own options). With ``mesh``, batches are sharded
+over all of the mesh's axes.
 """
 
 import dataclasses
 import functools
 import pathlib
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import jax
@@ -38,7 +41,7 @@ from pe_jax import checkpoints
 from pe_jax._checks import check_int, require
 from pe_jax.diffusion.sampling import ddim_sample
 from pe_jax.diffusion.schedules import NoiseSchedule, make_schedule
-from pe_jax.models.unet import UNet, UNetConfig
+from pe_jax.models.unet import UNet, UNetConfig, compiler_options
 
 __all__ = ["DEFAULT_PRIOR", "DiffusionGenerator", "DiffusionSamples"]
 
@@ -111,8 +114,8 @@ class DiffusionGenerator:
         unconditional model; None = no label)."""
         check_int("n", n, 1)
         labels = self._labels(n, labels)
-        images = _sample(self._graphdef, self._state, self.schedule, key, labels, None, 0,
-                         options=self._options)
+        images = _sampler()(self._graphdef, self._state, self.schedule, key, labels, None, 0,
+                            options=self._options)
         return DiffusionSamples(images, labels)
 
     def variation(self, key: jax.Array, samples: DiffusionSamples | jax.Array,
@@ -130,8 +133,8 @@ class DiffusionGenerator:
             require(0.0 <= float(degree) <= 1.0, "degree", "in [0, 1]", degree)
         steps = self._options.steps  # a traced degree outside [0, 1] is clipped to it
         start_step = jnp.clip(jnp.round(jnp.asarray(degree, jnp.float32) * steps), 0, steps)
-        varied = _sample(self._graphdef, self._state, self.schedule, key, labels, images,
-                         start_step.astype(jnp.int32), options=self._options)
+        varied = _sampler()(self._graphdef, self._state, self.schedule, key, labels, images,
+                            start_step.astype(jnp.int32), options=self._options)
         return varied if plain else DiffusionSamples(varied, labels)
 
     def images(self, samples: DiffusionSamples | jax.Array) -> jax.Array:
@@ -160,7 +163,6 @@ def _unet_from_metadata(metadata: dict[str, Any]) -> UNet:
     return UNet(UNetConfig.from_dict(metadata["unet"]), rngs=nnx.Rngs(0))
 
 
-@functools.partial(jax.jit, static_argnames=("graphdef", "options"))
 def _sample(graphdef: nnx.GraphDef, state: nnx.State, schedule: NoiseSchedule,
             key: jax.Array, labels: jax.Array, start: jax.Array | None,
             start_step: jax.Array | int, *, options: _Options) -> jax.Array:
@@ -174,3 +176,20 @@ def _sample(graphdef: nnx.GraphDef, state: nnx.State, schedule: NoiseSchedule,
                     sharding=options.sharding)
     images = jnp.clip((x + 1.0) / 2.0, 0.0, 1.0)
     return images if start is None else jnp.where(start_step == 0, start, images)
+
+
+_STATIC_ARGS = ("graphdef", "options")
+_sample_in_trace = jax.jit(_sample, static_argnames=_STATIC_ARGS)
+
+
+def _sampler() -> Callable[..., jax.Array]:
+    """``_sample`` jitted with the UNet's compiler options when called eagerly; inside an
+    outer trace plainly (JAX takes compiler options on top-level jits only)."""
+    traced = isinstance(jnp.zeros(()), jax.core.Tracer)  # constants are tracers under a trace
+    return _sample_in_trace if traced else _sample_top_level()
+
+
+@functools.cache
+def _sample_top_level() -> Callable[..., jax.Array]:
+    """Built on first use, when the backend the options depend on is known."""
+    return jax.jit(_sample, static_argnames=_STATIC_ARGS, compiler_options=compiler_options())
