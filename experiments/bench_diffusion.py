@@ -13,7 +13,7 @@ passively). The default prior runs with the classifier-free guidance stored in i
 
     .venv/bin/pip install torch==2.13.0 diffusers     # the CPU wheel
     .venv/bin/python experiments/bench_diffusion.py            # about 2 minutes on 2 cores
-    .venv/bin/python experiments/bench_diffusion.py --quick    # under a minute
+    .venv/bin/python experiments/bench_diffusion.py --quick    # fewer repeats and a smaller batch
 
 ``--bf16`` computes our model in bfloat16 (for an accelerator; diffusers stays float32 on
 CPU); ``--peak-tflops`` adds our share of the chip's peak (model FLOPs from XLA's cost
