@@ -54,7 +54,7 @@ import numpy as np
 from pe_jax import embeddings, evolve, privacy
 from pe_jax._checks import check_int, require
 from pe_jax.audit import bounds
-from pe_jax.audit.vote_release import Control
+from pe_jax.audit.vote_release import Control, claimed_mu
 from pe_jax.privacy.accounting import check_delta, check_noise_multiplier
 
 __all__ = ["OneRunResult", "one_run_audit", "ONE_RUN_CONTROLS"]
@@ -224,7 +224,7 @@ def one_run_audit(control: Control = Control.NONE, *, canaries: int, noise_multi
     return OneRunResult(
         name="one run, whole pipeline", control=control.value, canaries=m,
         k=k if control is Control.UNWEIGHTED_KNN else 1,
-        mu_claimed=math.sqrt(iterations) / noise_multiplier, mu_lower=best_mu[0],
+        mu_claimed=claimed_mu(noise_multiplier, iterations), mu_lower=best_mu[0],
         mu_guesses=best_mu[1], mu_correct=best_mu[2],
         epsilon_claimed=privacy.epsilon(noise_multiplier, delta, iterations),
         epsilon_lower=best_eps[0], epsilon_guesses=best_eps[1], epsilon_correct=best_eps[2],

@@ -37,7 +37,7 @@ from pe_jax._checks import check_int, require
 from pe_jax.audit import bounds
 from pe_jax.privacy.accounting import check_delta, check_noise_multiplier
 
-__all__ = ["Control", "AuditResult", "vote_release_audit", "run_scores"]
+__all__ = ["Control", "AuditResult", "claimed_mu", "vote_release_audit", "run_scores"]
 
 # Geometry of the scenario (2-D embeddings): bulk slots on a grid near the origin, isolated
 # slots on a circle of radius _FAR, private bulk rows scattered around the bulk slots.
@@ -131,6 +131,12 @@ def run_scores(control: Control, *, noise_multiplier: float, iterations: int, ru
     return scores[0], scores[1]
 
 
+def claimed_mu(noise_multiplier: float, iterations: int) -> float:
+    """The mu-GDP claim the audits test: T releases of a sensitivity-1 histogram with Gaussian
+    noise of this multiplier compose to mu = sqrt(T) / sigma."""
+    return math.sqrt(iterations) / noise_multiplier
+
+
 def vote_release_audit(control: Control = Control.NONE, *, noise_multiplier: float,
                        iterations: int, runs: int, delta: float, k: int = 1,
                        confidence: float = 0.95, seed: int = 0) -> AuditResult:
@@ -157,6 +163,6 @@ def vote_release_audit(control: Control = Control.NONE, *, noise_multiplier: flo
         confidence=confidence, tail=0.005)
     return AuditResult(
         name="vote release", control=control.value, k=k, runs=runs,
-        mu_claimed=math.sqrt(iterations) / noise_multiplier, mu_lower=mu_lower,
+        mu_claimed=claimed_mu(noise_multiplier, iterations), mu_lower=mu_lower,
         epsilon_claimed=privacy.epsilon(noise_multiplier, delta, iterations, k=k),
         epsilon_lower=eps_lower, delta=delta)
