@@ -5,10 +5,16 @@ Run (full grid, about 10 minutes on 2 CPU cores; ``--quick`` for a small grid)::
     .venv/bin/python experiments/bench_voting.py [--quick] [--k 1] [--repeats 3]
 
 For each (N_priv, N_syn, D) the table shows, measured side by side in the same
-run (these machines are shared and noisy, so the ratios are what count):
+run (these machines are shared and noisy, so the ratios are what count; the
+timed repeats of ours, float32, matmul and faiss take turns, and each time is
+their median):
 
 * ``ours_s`` / ``GF/s``: wall time and achieved GFLOP/s of ``nn_histogram``
-  (2 * N_priv * N_syn * D flops), after a warm-up call that compiles it;
+  (2 * N_priv * N_syn * D flops) at its defaults, after a warm-up call that
+  compiles it;
+* ``screen_x``: ``nn_histogram(..., screen=False)`` (every block in float32)
+  time over ours: what the bfloat16 screen gains (1.00 where the default does
+  not screen); the run first checks that both give the same histogram;
 * ``mm_GF/s`` and ``vs_mm``: plain ``jnp.matmul`` (N_priv, D) x (D, N_syn) and
   our GFLOP/s over its GFLOP/s.  When the float32 output would exceed
   ``--mm-max-gb`` the matmul runs on a block of ``--mm-rows`` private rows
@@ -106,9 +112,22 @@ def _temp_mb(private: jax.Array, synthetic: jax.Array, k: int) -> float:
         k=k,
         private_tile=voting.DEFAULT_TILES[jax.default_backend()][0],
         synthetic_tile=voting.DEFAULT_TILES[jax.default_backend()][1],
+        screen=voting._default_screen(*synthetic.shape),
         mesh=None,
     )
     return lowered.compile().memory_analysis().temp_size_in_bytes / 2**20
+
+
+def _interleaved_medians(fns: dict, repeats: int) -> dict:
+    """Median wall time of each function, the repeats taken in turn so that load
+    changes on a shared machine hit every contender alike."""
+    times = {name: [] for name in fns}
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            t0 = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - t0)
+    return {name: statistics.median(t) for name, t in times.items()}
 
 
 def bench_shape(n_priv: int, n_syn: int, dim: int, args, rng) -> dict:
@@ -118,13 +137,8 @@ def bench_shape(n_priv: int, n_syn: int, dim: int, args, rng) -> dict:
     private, synthetic = jnp.asarray(private_np), jnp.asarray(synthetic_np)
     row = {"shape": f"{n_priv}x{n_syn}x{dim}"}
 
-    def ours():
-        return voting.nn_histogram(private, synthetic, k=args.k).block_until_ready()
-
-    ours()
-    row["ours_s"] = _median_time(ours, args.repeats)
-    row["gflops"] = flops / row["ours_s"] / 1e9
-    row["temp_mb"] = _temp_mb(private, synthetic, args.k)
+    def ours(screen=None):
+        return voting.nn_histogram(private, synthetic, k=args.k, screen=screen).block_until_ready()
 
     mm_rows = n_priv
     if 4.0 * n_priv * n_syn > args.mm_max_gb * 1e9:
@@ -132,12 +146,12 @@ def bench_shape(n_priv: int, n_syn: int, dim: int, args, rng) -> dict:
     row["mm_block"] = mm_rows != n_priv
     x_mm = private[:mm_rows]
     matmul = jax.jit(lambda a, b: jnp.matmul(a, b.T))
-    matmul(x_mm, synthetic).block_until_ready()
-    mm_s = _median_time(lambda: matmul(x_mm, synthetic).block_until_ready(), args.repeats)
-    row["mm_gflops"] = 2.0 * mm_rows * n_syn * dim / mm_s / 1e9
-    del x_mm
 
-    row["faiss_x"] = row["faiss_mb"] = None
+    contenders = {
+        "ours": ours,
+        "float32": lambda: ours(screen=False),
+        "matmul": lambda: matmul(x_mm, synthetic).block_until_ready(),
+    }
     try:
         import faiss
     except ImportError:
@@ -145,10 +159,21 @@ def bench_shape(n_priv: int, n_syn: int, dim: int, args, rng) -> dict:
     if faiss is not None:
         index = faiss.IndexFlatL2(dim)
         index.add(synthetic_np)
-        index.search(private_np[:256], args.k)  # warm-up
+        contenders["faiss"] = lambda: index.search(private_np, args.k)
+    np.testing.assert_array_equal(ours(), ours(screen=False))  # the screen changes no vote
+    for fn in contenders.values():
+        fn()  # compile / warm up
+    times = _interleaved_medians(contenders, args.repeats)
+
+    row["ours_s"] = times["ours"]
+    row["gflops"] = flops / row["ours_s"] / 1e9
+    row["screen_x"] = times["float32"] / times["ours"]
+    row["temp_mb"] = _temp_mb(private, synthetic, args.k)
+    row["mm_gflops"] = 2.0 * mm_rows * n_syn * dim / times["matmul"] / 1e9
+    row["faiss_x"] = row["faiss_mb"] = None
+    if faiss is not None:
+        row["faiss_x"] = times["faiss"] / row["ours_s"]
         row["faiss_mb"] = _rss_growth_mb(lambda: index.search(private_np, args.k))
-        faiss_s = _median_time(lambda: index.search(private_np, args.k), args.repeats)
-        row["faiss_x"] = faiss_s / row["ours_s"]
         del index
 
     rows_np = min(n_priv, args.numpy_rows)
@@ -174,7 +199,7 @@ def main() -> None:
 
     print(f"jax {jax.__version__} on {jax.devices()[0].platform}, k={args.k}, median of {args.repeats}")
     header = (
-        f"{'N_priv x N_syn x D':>22} {'ours_s':>8} {'GF/s':>7} {'mm_GF/s':>8} {'vs_mm':>6} "
+        f"{'N_priv x N_syn x D':>22} {'ours_s':>8} {'GF/s':>7} {'screen_x':>8} {'mm_GF/s':>8} {'vs_mm':>6} "
         f"{'faiss_x':>8} {'numpy_x':>8} {'temp_MB':>8} {'faiss_MB':>9} {'numpy_MB':>9}"
     )
     print(header)
@@ -186,7 +211,7 @@ def main() -> None:
         mm = f"{r['mm_gflops']:.1f}" + ("*" if r["mm_block"] else "")
         numpy_x = f"{r['numpy_x']:.2f}" + ("*" if r["numpy_sub"] else "")
         print(
-            f"{r['shape']:>22} {r['ours_s']:8.3f} {r['gflops']:7.1f} {mm:>8} "
+            f"{r['shape']:>22} {r['ours_s']:8.3f} {r['gflops']:7.1f} {r['screen_x']:8.2f} {mm:>8} "
             f"{r['gflops'] / r['mm_gflops']:6.2f} {faiss_x:>8} {numpy_x:>8} "
             f"{r['temp_mb']:8.1f} {faiss_mb:>9} {r['numpy_mb']:9.0f}",
             flush=True,

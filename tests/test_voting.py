@@ -268,6 +268,7 @@ def test_zero_synthetic_row_cosine_is_not_nan():
         (dict(synthetic_tile=-4), "synthetic_tile"),
         (dict(private_tile=2.5), "private_tile"),
         (dict(mesh="data"), "mesh"),
+        (dict(screen="yes"), "screen must be True, False or None"),
     ],
 )
 def test_validation_errors(kwargs, match):

@@ -35,11 +35,12 @@ def integer_data(seed: int, n_priv: int, n_syn: int, dim: int):
     return private, synthetic
 
 
+@pytest.mark.parametrize("screen", [False, True])  # float32 only; bfloat16 screen + rescoring
 @pytest.mark.parametrize("k", [1, 3])
 @pytest.mark.parametrize("n_priv", [203, 64, 6])  # not divisible by 2/4/8; divisible; < devices
-def test_identical_for_1_2_4_8_devices(k, n_priv):
+def test_identical_for_1_2_4_8_devices(k, n_priv, screen):
     private, synthetic = integer_data(k * 1000 + n_priv, n_priv, 29, 6)
-    kwargs = dict(k=k, private_tile=8, synthetic_tile=10)
+    kwargs = dict(k=k, private_tile=8, synthetic_tile=10, screen=screen)
     unsharded = np.asarray(nn_histogram(private, synthetic, **kwargs))
     finite_rows = n_priv - 2
     total = unsharded.sum() * (np.sqrt(k) if k > 1 else 1)
