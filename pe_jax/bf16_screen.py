@@ -5,7 +5,7 @@ MXUs) do it several times faster than float32.  A float32 array splits exactly i
 ``a = hi + lo + rest`` with ``hi`` and ``lo`` bfloat16 values (``lo`` about 2^-8 of
 ``a``, ``rest`` about 2^-16), and ``x . z`` is ``hi_x.hi_z + lo_x.hi_z + hi_x.lo_z`` up
 to a relative 2^-16 or so: one bfloat16 matmul with float32 accumulation over ``3 D``
-columns (:func:`operand`).
+columns (:func:`split`, :func:`dot`).
 
 :func:`error_bound` bounds, for each private row and every synthetic row at once, how
 far a screened score can be from the float32 kernel's score of the same pair,
@@ -24,7 +24,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-__all__ = ["SyntheticStats", "dot", "error_bound", "operand", "part_norms", "synthetic_stats"]
+__all__ = ["Split", "SyntheticStats", "dot", "error_bound", "split", "synthetic_stats"]
 
 _UNIT = 2.0**-24  # float32 unit roundoff
 _SAFETY = 1.25  # covers the float32 rounding in computing the bound itself
@@ -52,24 +52,26 @@ def _row_norm(a: jax.Array) -> jax.Array:
     return jnp.sqrt(jnp.sum(a * a, axis=1))
 
 
-def part_norms(a: jax.Array) -> jax.Array:
-    """``(4, n)`` row norms of ``a`` and of its ``hi``, ``lo`` and ``rest`` parts."""
-    hi, lo, rest = _parts(a)
-    return jnp.stack([_row_norm(a), _row_norm(hi), _row_norm(lo), _row_norm(rest)])
+class Split(NamedTuple):
+    """Float32 rows ``a (n, D)`` split for the screen."""
+
+    operand: jax.Array  # (n, 3 D) uint16: the bfloat16 bit patterns :func:`dot` multiplies
+    norms: jax.Array  # (4, n) row norms of a, hi, lo and rest
 
 
-def operand(a: jax.Array, side: str) -> jax.Array:
-    """The ``(n, 3 D)`` matmul operand of float32 ``a (n, D)``: bfloat16 bit patterns.
+def split(a: jax.Array, side: str) -> Split:
+    """The matmul operand and part norms of float32 rows ``a`` (``side``: private/synthetic).
 
-    ``dot(operand(x, "private"), operand(z, "synthetic"))`` is
+    ``dot(split(x, "private").operand, split(z, "synthetic").operand)`` is
     ``hi_x.hi_z + lo_x.hi_z + hi_x.lo_z`` summed in float32.  The bits are kept as
     uint16 until the matmul: XLA's CPU backend copies a slice of a bfloat16 array
     through float32, which measured slower than the matmul itself.
     """
-    hi, lo, _ = _parts(a)
+    hi, lo, rest = _parts(a)
     pieces = (hi, lo, hi) if side == "private" else (hi, hi, lo)
     bits = lax.bitcast_convert_type(jnp.concatenate(pieces, axis=1), jnp.uint32) >> 16
-    return bits.astype(jnp.uint16)
+    norms = jnp.stack([_row_norm(a), _row_norm(hi), _row_norm(lo), _row_norm(rest)])
+    return Split(bits.astype(jnp.uint16), norms)
 
 
 class SyntheticStats(NamedTuple):
@@ -82,15 +84,15 @@ class SyntheticStats(NamedTuple):
     offset: jax.Array  # max |offset|
 
 
-def synthetic_stats(z: jax.Array, offset: jax.Array) -> SyntheticStats:
-    """:class:`SyntheticStats` of the prepared synthetic rows ``z`` and their score offsets."""
-    return SyntheticStats(*jnp.max(part_norms(z), axis=1), jnp.max(jnp.abs(offset)))
+def synthetic_stats(norms: jax.Array, offset: jax.Array) -> SyntheticStats:
+    """:class:`SyntheticStats` from the synthetic rows' :attr:`Split.norms` and score offsets."""
+    return SyntheticStats(*jnp.max(norms, axis=1), jnp.max(jnp.abs(offset)))
 
 
 def error_bound(norms: jax.Array, stats: SyntheticStats, dim: int, scale: float) -> jax.Array:
     """Bound on ``|screened - float32|`` scores ``offset - scale * x.z``, per private row.
 
-    ``norms`` is :func:`part_norms` of the private rows (float32, as scored).  Terms,
+    ``norms`` are the private rows' :attr:`Split.norms` (float32, as scored).  Terms,
     with ``g(n) = n u / (1 - n u)`` and ``u = 2^-24``:
 
     * dropped parts: ``x.z - screened dot = lo_x.lo_z + hi_x.rest_z + lo_x.rest_z + rest_x.z``;
@@ -120,7 +122,7 @@ def error_bound(norms: jax.Array, stats: SyntheticStats, dim: int, scale: float)
 
 
 def dot(x_operand: jax.Array, z_operand: jax.Array) -> jax.Array:
-    """Screened ``x . z`` for all pairs: ``(Bp, Bs)`` float32 from two :func:`operand` arrays."""
+    """Screened ``x . z`` for all pairs: ``(Bp, Bs)`` float32 from two :attr:`Split.operand`."""
     x_bf16, z_bf16 = (lax.bitcast_convert_type(a, jnp.bfloat16) for a in (x_operand, z_operand))
     return lax.dot_general(
         x_bf16, z_bf16, (((1,), (1,)), ((), ())), preferred_element_type=jnp.float32

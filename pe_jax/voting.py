@@ -174,9 +174,12 @@ class LinearScore:
             return z, jnp.zeros(z.shape[:1], z.dtype)
         return z, jnp.sum(z * z, axis=1)
 
-    def scores(self, x: jax.Array, z: jax.Array, offset: jax.Array) -> jax.Array:
-        """Float32 ``(Bp, Bs)`` scores of private rows ``x`` against prepared rows."""
-        return offset[None, :] - self.scale * _dot(x, z)
+    def scores(self, x: jax.Array, z: jax.Array, offset: jax.Array, dot=_dot) -> jax.Array:
+        """Float32 ``(Bp, Bs)`` scores of private rows ``x`` against prepared rows.
+
+        ``dot(x, z) -> (Bp, Bs)`` is the float32 matmul, or the screen's on its operands.
+        """
+        return offset[None, :] - self.scale * dot(x, z)
 
     def __call__(self, x: jax.Array, y: jax.Array) -> jax.Array:
         return self.scores(x, *self.prepare(y))
@@ -222,28 +225,34 @@ def _unroll(n_tiles: int) -> int:
 Tile = dict[str, jax.Array]
 
 
-def _prepare(score_fn: ScoreFn, synthetic: jax.Array, screen: bool) -> Tile:
-    """The whole synthetic set as one :data:`Tile`, prepared once per call."""
+def _prepare(
+    score_fn: ScoreFn, synthetic: jax.Array, screen: bool
+) -> tuple[Tile, bf16_screen.SyntheticStats | None]:
+    """The whole synthetic set as one :data:`Tile`, prepared once per call, and the
+    screen's statistics of it (``None`` without screening)."""
     if not isinstance(score_fn, LinearScore):
-        return {"y": synthetic.astype(jnp.float32)}
+        return {"y": synthetic.astype(jnp.float32)}, None
     z, offset = score_fn.prepare(synthetic)
-    tile = {"z": z, "offset": offset}
-    if screen:
-        tile["screen"] = bf16_screen.operand(z, "synthetic")
-    return tile
+    if not screen:
+        return {"z": z, "offset": offset}, None
+    z_split = bf16_screen.split(z, "synthetic")
+    tile = {"z": z, "offset": offset, "screen": z_split.operand}
+    return tile, bf16_screen.synthetic_stats(z_split.norms, offset)
 
 
 def _tile_rows(tile: Tile) -> int:
     return jax.tree.leaves(tile)[0].shape[0]
 
 
+def _nan_to_inf(s: jax.Array) -> jax.Array:
+    return jnp.where(jnp.isnan(s), jnp.inf, s)
+
+
 def _tile_scores(score_fn: ScoreFn, x: jax.Array, tile: Tile) -> jax.Array:
     """Float32 scores of a (Bp, Bs) block with NaN mapped to +inf."""
     if isinstance(score_fn, LinearScore):
-        s = score_fn.scores(x, tile["z"], tile["offset"])
-    else:
-        s = score_fn(x, tile["y"]).astype(jnp.float32)
-    return jnp.where(jnp.isnan(s), jnp.inf, s)
+        return _nan_to_inf(score_fn.scores(x, tile["z"], tile["offset"]))
+    return _nan_to_inf(score_fn(x, tile["y"]).astype(jnp.float32))
 
 
 def _first_min(s: jax.Array, target: jax.Array) -> jax.Array:
@@ -341,7 +350,10 @@ def _nearest_1(
         tile_min, tile_arg, tile_next = _row_min(scores(x, tile), second)
         better = tile_min < best_s  # strict: earlier (lower-index) tiles win ties
         if second:
-            next_s = jnp.minimum(jnp.where(better, best_s, next_s), jnp.where(better, tile_next, tile_min))
+            # a new best leaves the old best as a runner-up, else this tile's minimum is one
+            next_s = jnp.minimum(
+                jnp.where(better, best_s, next_s), jnp.where(better, tile_next, tile_min)
+            )
         best_i = jnp.where(better, col0 + tile_arg, best_i)
         return jnp.where(better, tile_min, best_s), best_i, next_s
 
@@ -410,18 +422,18 @@ def _screened_nearest(
     twice :func:`bf16_screen.error_bound` apart; every other row has exactly the
     float32 kernel's k nearest.
     """
-    bound = bf16_screen.error_bound(bf16_screen.part_norms(x), stats, x.shape[1], score_fn.scale)
+    x_split = bf16_screen.split(x, "private")
+    bound = bf16_screen.error_bound(x_split.norms, stats, x.shape[1], score_fn.scale)
 
     def scores(operand, tile):
-        s = tile["offset"][None, :] - score_fn.scale * bf16_screen.dot(operand, tile["screen"])
-        return jnp.where(jnp.isnan(s), jnp.inf, s)
+        s = score_fn.scores(operand, tile["screen"], tile["offset"], dot=bf16_screen.dot)
+        return _nan_to_inf(s)
 
-    operand = bf16_screen.operand(x, "private")
     if k == 1:
-        best, idx, runner_up = _nearest_1(scores, operand, ys, tails, vary, second=True)
+        best, idx, runner_up = _nearest_1(scores, x_split.operand, ys, tails, vary, second=True)
         idx, margin = idx[:, None], runner_up - best
     else:
-        neg, idx = _nearest_k(scores, operand, ys, tails, k + 1)
+        neg, idx = _nearest_k(scores, x_split.operand, ys, tails, k + 1)
         idx, margin = idx[:, :k], neg[:, k - 1] - neg[:, k]
     return idx, ~(margin > 2 * bound)  # NaN or inf: in doubt
 
@@ -453,9 +465,7 @@ def _local_counts(
     n = x.shape[0]
     bp = min(private_tile, n)
     n_tiles = -(-n // bp)
-    n_syn = jax.tree.leaves(ys)[0].shape[0] * jax.tree.leaves(ys)[0].shape[1] + sum(
-        _tile_rows(t) for t in tails
-    )
+    n_syn = math.prod(jax.tree.leaves(ys)[0].shape[:2]) + sum(_tile_rows(t) for t in tails)
     exact = partial(_tile_scores, score_fn)
 
     def nearest(xt):
@@ -527,8 +537,7 @@ def _histogram(
     """Compiled core; arguments are validated by :func:`nn_histogram`."""
     n_priv, n_syn = private.shape[0], synthetic.shape[0]
     screen = screen and isinstance(score_fn, LinearScore) and k < n_syn
-    prepared = _prepare(score_fn, synthetic, screen)
-    stats = bf16_screen.synthetic_stats(prepared["z"], prepared["offset"]) if screen else None
+    prepared, stats = _prepare(score_fn, synthetic, screen)
     # the screen ranks k + 1 neighbours: tiles need that many columns
     bs = _synthetic_tile(n_syn, synthetic_tile, k + 1 if screen else k)
     ys, tails = _split_synthetic(prepared, bs)

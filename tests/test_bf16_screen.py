@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from functools import partial
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -22,16 +24,19 @@ def screened_and_float32(metric: str, private: np.ndarray, synthetic: np.ndarray
     x = jnp.asarray(private, jnp.float32)
     z, offset = score.prepare(jnp.asarray(synthetic))
     hi_only = bf16_screen._round_to_bf16 if broken else (lambda a: a)
+    x_split = bf16_screen.split(x, "private")
     screened = offset[None, :] - score.scale * bf16_screen.dot(
-        bf16_screen.operand(hi_only(x), "private"), bf16_screen.operand(hi_only(z), "synthetic")
+        bf16_screen.split(hi_only(x), "private").operand,
+        bf16_screen.split(hi_only(z), "synthetic").operand,
     )
     float32 = score.scores(x, z, offset)
     exact = np.asarray(offset, np.float64)[None, :] - score.scale * (
         np.asarray(x, np.float64) @ np.asarray(z, np.float64).T
     )
-    stats = bf16_screen.synthetic_stats(z, offset)
-    bound = bf16_screen.error_bound(bf16_screen.part_norms(x), stats, x.shape[1], score.scale)
-    return np.asarray(screened, np.float64), np.asarray(float32, np.float64), exact, np.asarray(bound)
+    stats = bf16_screen.synthetic_stats(bf16_screen.split(z, "synthetic").norms, offset)
+    bound = bf16_screen.error_bound(x_split.norms, stats, x.shape[1], score.scale)
+    as_f64 = partial(np.asarray, dtype=np.float64)
+    return as_f64(screened), as_f64(float32), exact, np.asarray(bound)
 
 
 def hard_data(rng, n_priv: int, n_syn: int, dim: int):
@@ -40,7 +45,8 @@ def hard_data(rng, n_priv: int, n_syn: int, dim: int):
     scale = 2.0 ** rng.integers(-20, 21, (1, dim))
     private = (rng.standard_normal((n_priv, dim)) * scale).astype(np.float32)
     synthetic = (rng.standard_normal((n_syn, dim)) * scale).astype(np.float32)
-    synthetic[: n_syn // 4] = private[: n_syn // 4] * (1 + 1e-6 * rng.standard_normal((n_syn // 4, dim)))
+    near = n_syn // 4
+    synthetic[:near] = private[:near] * (1 + 1e-6 * rng.standard_normal((near, dim)))
     synthetic[-3:] = synthetic[:3]
     return private, synthetic
 
@@ -75,8 +81,7 @@ def test_overflowing_rows_are_never_screened():
 def doubt_fraction(metric: str, k: int, private: np.ndarray, synthetic: np.ndarray) -> float:
     """Share of private rows the screen leaves to the float32 kernel."""
     score = METRICS[metric]
-    prepared = voting._prepare(score, jnp.asarray(synthetic), screen=True)
-    stats = bf16_screen.synthetic_stats(prepared["z"], prepared["offset"])
+    prepared, stats = voting._prepare(score, jnp.asarray(synthetic), screen=True)
     ys, tails = voting._split_synthetic(prepared, voting._synthetic_tile(len(synthetic), 64, k + 1))
     x = jnp.asarray(private, jnp.float32)
     _, doubt = voting._screened_nearest(score, stats, x, ys, tails, k, lambda a: a)
@@ -93,8 +98,8 @@ def test_screen_changes_no_vote(metric, k):
     private = np.concatenate([private, rng.standard_normal((300, 48)).astype(np.float32)])
     private[5] = np.nan  # no votes either way
     private[6] = 3e38  # overflow: rescored
-    settled = doubt_fraction(metric, k, private[7:], synthetic)
-    assert 0.0 < settled < 1.0
+    doubt = doubt_fraction(metric, k, private[7:], synthetic)
+    assert 0.0 < doubt < 1.0
     for pt, st in [(64, 64), (8, 200), (1000, 4096)]:  # many, few and one rescoring flush
         kwargs = dict(k=k, metric=metric, private_tile=pt, synthetic_tile=st)
         np.testing.assert_array_equal(
@@ -110,8 +115,11 @@ def test_screened_exact_ties_match_reference(metric, k):
     rng = np.random.default_rng(k)
     data = cosine_data if metric == "cosine" else integer_data
     private, synthetic = data(rng, 150, 700, 4)
-    hist = nn_histogram(private, synthetic, k=k, metric=metric, private_tile=16, synthetic_tile=384, screen=True)
-    np.testing.assert_array_equal(to_counts(hist, k), reference_counts(private, synthetic, k, metric))
+    hist = nn_histogram(
+        private, synthetic, k=k, metric=metric, private_tile=16, synthetic_tile=384, screen=True
+    )
+    expected = reference_counts(private, synthetic, k, metric)
+    np.testing.assert_array_equal(to_counts(hist, k), expected)
 
 
 def test_default_screens_large_problems_only():
@@ -123,4 +131,5 @@ def test_screened_inside_outer_jit():
     private = rng.standard_normal((90, 32)).astype(np.float32)
     synthetic = rng.standard_normal((300, 32)).astype(np.float32)
     jitted = jax.jit(lambda p, s: nn_histogram(p, s, private_tile=16, screen=True))
-    np.testing.assert_array_equal(jitted(private, synthetic), nn_histogram(private, synthetic, screen=False))
+    expected = nn_histogram(private, synthetic, screen=False)
+    np.testing.assert_array_equal(jitted(private, synthetic), expected)
