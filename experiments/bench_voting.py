@@ -104,17 +104,11 @@ def _numpy_votes(private: np.ndarray, synthetic: np.ndarray, k: int, block: int 
 
 
 def _temp_mb(private: jax.Array, synthetic: jax.Array, k: int) -> float:
-    """Compiled temp memory of the kernel at the default tiles."""
-    lowered = voting._histogram.lower(
-        private,
-        synthetic,
-        score_fn=voting.METRICS["l2"],
-        k=k,
-        private_tile=voting.DEFAULT_TILES[jax.default_backend()][0],
-        synthetic_tile=voting.DEFAULT_TILES[jax.default_backend()][1],
-        screen=voting._default_screen(*synthetic.shape),
-        mesh=None,
-    )
+    """Compiled temp memory of the per-iteration kernel at the default tiles (the private
+    rows laid out once, as a PE run does)."""
+    blocks = voting.prepare_private(private)
+    lowered = jax.jit(lambda b, s: voting.vote(b, s, np.arange(len(s))[None], k=k)).lower(
+        blocks, synthetic)
     return lowered.compile().memory_analysis().temp_size_in_bytes / 2**20
 
 

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from test_voting import cosine_data, integer_data, reference_counts, to_counts
 
-from pe_jax import bf16_screen, voting
-from pe_jax.voting import METRICS, nn_histogram
+from pe_jax.voting import METRICS, bf16_screen, nn_histogram, nearest, synthetic
+from pe_jax.voting.histogram import _default_screen
 
 
 def screened_and_float32(metric: str, private: np.ndarray, synthetic: np.ndarray, broken=False):
@@ -78,13 +78,15 @@ def test_overflowing_rows_are_never_screened():
     assert bound[0] == np.inf and np.isfinite(bound[1])
 
 
-def doubt_fraction(metric: str, k: int, private: np.ndarray, synthetic: np.ndarray) -> float:
+def doubt_fraction(metric: str, k: int, private: np.ndarray, synthetic_rows: np.ndarray) -> float:
     """Share of private rows the screen leaves to the float32 kernel."""
     score = METRICS[metric]
-    prepared, stats = voting._prepare(score, jnp.asarray(synthetic), screen=True)
-    ys, tails = voting._split_synthetic(prepared, voting._synthetic_tile(len(synthetic), 64, k + 1))
-    x = jnp.asarray(private, jnp.float32)
-    _, doubt = voting._screened_nearest(score, stats, x, ys, tails, k, lambda a: a)
+    one_class = np.arange(len(synthetic_rows))[None]
+    prepared = synthetic.prepare(score, jnp.asarray(synthetic_rows), one_class, k=k, tile_cap=64,
+                                 screen=True)
+    ys, tails, centre = prepared.of_class(0)
+    x = jnp.asarray(private, jnp.float32) - centre
+    _, doubt = nearest.screened_nearest(score, prepared.stats, x, ys, tails, k, lambda a: a)
     return float(jnp.mean(doubt))
 
 
@@ -123,7 +125,7 @@ def test_screened_exact_ties_match_reference(metric, k):
 
 
 def test_default_screens_large_problems_only():
-    assert voting._default_screen(20_000, 512) and not voting._default_screen(2_000, 64)
+    assert _default_screen(20_000, 512) and not _default_screen(2_000, 64)
 
 
 def test_screened_inside_outer_jit():

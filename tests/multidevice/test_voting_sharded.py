@@ -43,8 +43,7 @@ def test_identical_for_1_2_4_8_devices(k, n_priv, screen):
     kwargs = dict(k=k, private_tile=8, synthetic_tile=10, screen=screen)
     unsharded = np.asarray(nn_histogram(private, synthetic, **kwargs))
     finite_rows = n_priv - 2
-    total = unsharded.sum() * (np.sqrt(k) if k > 1 else 1)
-    assert np.isclose(total, k * finite_rows)
+    assert unsharded.dtype == np.int32 and unsharded.sum() == k * finite_rows
     for n in DEVICE_COUNTS:
         sharded = np.asarray(nn_histogram(private, synthetic, mesh=mesh_of(n), **kwargs))
         assert sharded.dtype == unsharded.dtype
