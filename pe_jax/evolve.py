@@ -5,7 +5,7 @@
     S_0 = random(N)                                   # public generator only
     for t in 1..T:
         E_syn = embed(S_{t-1})                        # or the mean embedding of L variations
-        v     = nn_histogram(E_priv, E_syn, k)        # per class; one vector for all classes
+        v     = vote(E_priv, E_syn, k)                # integer counts, all classes at once
         h     = release(v, sigma, H)                  # the only place private data leaves
         S_t   = next_population(S_{t-1}, h)           # select parents, then variation
 
@@ -13,7 +13,13 @@ Class-conditional runs keep one population block per class; a private row votes 
 the synthetic samples of its own class, so the per-class histograms are disjoint parts of one
 vector with L2 sensitivity 1, released by one noise draw per iteration (parallel composition:
 T ledger events in total, not T x classes). The synthetic sample count of every class is given
-by the caller (public), never read from the private labels.
+by the caller (public), never read from the private labels. The private embeddings are laid
+out for the vote kernel once (``voting.prepare_private``), so the kernel compiles once per run
+whatever the private class sizes.
+
+Private images are checked at ingestion, before anything is spent, by one policy for every
+embedder: they must be finite and inside the declared ``PEConfig.image_range`` (``[0, 1]`` by
+default; ``check_private_images``).
 
 Randomness: iteration ``t`` uses ``fold_in(key, t)`` (``t = 0`` for the initial population), so
 each iteration is a pure function of the key, the iteration and its inputs. The noise itself
@@ -57,6 +63,8 @@ class PEConfig:
         of its variations at the current degree (0 embeds the sample itself).
       non_private: release the clean histograms without noise (``noise_multiplier`` must then
         be 0); the ledger and the privacy report mark the run as NOT differentially private.
+      image_range: the declared ``(low, high)`` range of image values; private images
+        outside it (or not finite) stop the run before anything is spent.
     """
 
     iterations: int
@@ -71,6 +79,7 @@ class PEConfig:
     keep_selected: bool = False
     lookahead: int = 0
     non_private: bool = False
+    image_range: tuple[float, float] = (0.0, 1.0)
 
     def __post_init__(self) -> None:
         check_int("iterations", self.iterations, 1)
@@ -97,6 +106,9 @@ class PEConfig:
         require(self.selection in population.SELECTION_METHODS, "selection",
                 f"one of {population.SELECTION_METHODS}", self.selection)
         check_int("lookahead", self.lookahead, 0)
+        require(len(self.image_range) == 2 and np.all(np.isfinite(self.image_range))
+                and self.image_range[0] < self.image_range[1], "image_range",
+                "finite (low, high) with low < high", self.image_range)
         for n in self.samples_per_class:
             population.parents_per_class(n, self.variation_folds, self.keep_selected)
 
@@ -172,16 +184,18 @@ def run(
       ledger: records every release and refuses one that would exceed its budget.
       callbacks: called after each iteration with an ``IterationResult``.
       mesh: when given, voting shards the private rows over it.
-      noise_rng: a seeded NumPy generator for reproducible research noise; None (the
-        default) draws noise from the operating system's CSPRNG.
+      noise_rng: a seeded NumPy generator for reproducible research noise: anyone with the
+        seed can recompute the noise, so the ledger marks such releases as seeded, the
+        privacy report says the run is NOT differentially private, and a ledger never mixes
+        them with CSPRNG releases. None (the default) draws noise from the operating
+        system's CSPRNG.
       progress: show a progress bar.
     """
-    private_by_class = _embed_private(embedder, private_images, private_labels, config)
+    private = _embed_private(embedder, private_images, private_labels, config, mesh)
     labels = np.repeat(np.arange(config.num_classes, dtype=np.int32), config.samples_per_class)
     samples = generator.random(
         jax.random.fold_in(key, 0), len(labels),
         None if private_labels is None else jnp.asarray(labels))
-    members = population.class_members(labels, config.num_classes)
 
     bar = tqdm(range(1, config.iterations + 1), desc="PE", unit="iter", disable=not progress)
     for t in bar:
@@ -189,18 +203,15 @@ def run(
         embed_key, next_key = jax.random.split(jax.random.fold_in(key, t))
         synthetic = _embed_synthetic(embed_key, generator, embedder, samples, degree,
                                      config.lookahead)
-        clean = np.zeros(len(labels), np.float32)
-        for private, index in zip(private_by_class, members):
-            clean[index] = voting.nn_histogram(private, synthetic[index], k=config.k,
-                                               metric=config.metric, mesh=mesh)
-        released = privacy.release(clean, noise_multiplier=config.noise_multiplier,
+        counts = voting.vote(private, synthetic, voting.class_index(labels, config.num_classes),
+                             k=config.k, metric=config.metric, mesh=mesh)
+        released = privacy.release(counts, noise_multiplier=config.noise_multiplier,
                                    threshold=config.threshold, ledger=ledger, k=config.k,
                                    rng=noise_rng, non_private=config.non_private)
         samples, labels = population.next_population(
             next_key, generator, samples, labels, released.thresholded,
             num_classes=config.num_classes, degree=degree, method=config.selection,
             variation_folds=config.variation_folds, keep_selected=config.keep_selected)
-        members = population.class_members(labels, config.num_classes)
         spent = ledger.epsilon_spent()
         bar.set_postfix(epsilon=f"{spent:.3g}")
         result = IterationResult(t, samples, labels, released, spent, degree)
@@ -209,20 +220,41 @@ def run(
     return RunResult(samples=samples, labels=labels, ledger=ledger)
 
 
-def _embed_private(embedder: Embedder, images: np.ndarray, labels: np.ndarray | None,
-                   config: PEConfig) -> list[jax.Array]:
-    """Checks the private data and embeds it once, split by class.
+def check_private_images(images: np.ndarray,
+                         value_range: tuple[float, float] = (0.0, 1.0)) -> np.ndarray:
+    """``images`` as float32 ``(n, H, W, C)`` if every value is finite and in ``value_range``.
 
-    Every check happens here, before anything is released. Rows whose features are not
-    finite stay in (the voting kernel gives them zero votes), so they change nothing that
-    is released; an empty private set (or class) votes for nothing, so its releases are
-    noise only.
+    The one ingestion policy for private images, whatever the embedder: anything else stops
+    the run here, before anything is spent, with an error that counts the bad values and
+    never shows them.  (Raw scikit-learn digits on their 0..16 scale, say, would otherwise
+    run without a word and give garbage; NaN images would vote with some embedders.)
     """
     images = np.asarray(images)
     require(images.ndim == 4, "private_images", "an array of shape (n, H, W, C)",
             f"shape {images.shape}")
     require(jnp.issubdtype(images.dtype, jnp.floating), "private_images",
-            "a real floating-point array (images in [0, 1])", images.dtype)
+            "a real floating-point array (images with values in image_range)", images.dtype)
+    values = images.astype(np.float32)
+    bad = int(np.count_nonzero(~np.isfinite(values)))
+    require(bad == 0, "private_images", "finite (images with values in [0, 1])",
+            f"{bad} NaN or infinite values")
+    low, high = value_range
+    outside = int(np.count_nonzero((values < low) | (values > high)))
+    require(outside == 0, "private_images", f"inside the declared image_range [{low:g}, "
+            f"{high:g}] (scale them first, e.g. divide 8-bit pixels by 255)",
+            f"{outside} values outside it")
+    return values
+
+
+def _embed_private(embedder: Embedder, images: np.ndarray, labels: np.ndarray | None,
+                   config: PEConfig, mesh: jax.sharding.Mesh | None) -> voting.PrivateBlocks:
+    """Checks the private data, embeds it once and lays it out for the vote kernel.
+
+    Every check happens here, before anything is released. An empty private set (or class)
+    votes for nothing, so its releases are noise only; a row whose features are not finite
+    (which checked images do not give with the shipped embedders) gets zero votes.
+    """
+    images = check_private_images(images, config.image_range)
     if labels is None:
         require(config.num_classes == 1, "samples_per_class",
                 "a single entry when private_labels is None", config.samples_per_class)
@@ -237,8 +269,8 @@ def _embed_private(embedder: Embedder, images: np.ndarray, labels: np.ndarray | 
             "samples_per_class)", "values outside that range")
     # An empty set is embedded through one blank image so that its features keep their width.
     blank = np.zeros((1, *images.shape[1:]), np.float32)
-    features = embedder(jnp.asarray(images if len(images) else blank, jnp.float32))[:len(images)]
-    return [features[np.flatnonzero(labels == c)] for c in range(config.num_classes)]
+    features = embedder(jnp.asarray(images if len(images) else blank))[:len(images)]
+    return voting.prepare_private(features, labels, num_classes=config.num_classes, mesh=mesh)
 
 
 def _embed_synthetic(key: jax.Array, generator: Generator, embedder: Embedder,

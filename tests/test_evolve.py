@@ -17,7 +17,7 @@ def _private_points(rng, n_per_class, centres):
 
 def _config(**overrides):
     base = dict(iterations=4, noise_multiplier=2.0, samples_per_class=(40, 40),
-                degrees=(0.5, 0.4, 0.3, 0.2), threshold=1.0)
+                degrees=(0.5, 0.4, 0.3, 0.2), threshold=1.0, image_range=(-8.0, 8.0))
     return evolve.PEConfig(**{**base, **overrides})
 
 
@@ -89,13 +89,17 @@ def test_bad_private_input_is_rejected_before_any_release():
     assert ledger.events == ()
 
 
-def test_non_finite_private_rows_and_an_empty_class_release_finite_values():
+def test_non_finite_private_rows_stop_the_run_and_an_empty_class_releases_noise():
     images, labels = _private_points(np.random.default_rng(0), 10, [(1, 1), (-1, 2)])
-    images[3] = np.nan
     labels[:] = 0  # class 1 has no private rows: its block is noise only
     seen = []
     _run(_config(), images, labels, callbacks=[seen.append])
     assert all(np.isfinite(r.release.noisy).all() for r in seen)
+    images[3] = np.nan
+    ledger = privacy.PrivacyLedger(1e-5)
+    with pytest.raises(ValueError, match="private_images must be finite"):
+        _run(_config(), images, labels, ledger=ledger)
+    assert len(ledger) == 0  # refused before anything was spent
 
 
 @pytest.mark.parametrize("field, value", [
@@ -166,3 +170,19 @@ def test_pe_moves_glyphs_toward_private_digits():
     end = distance(snapshots[-1].samples, snapshots[-1].labels)
     assert end < 0.85 * start, (start, end)
 
+
+
+def test_vote_kernel_compiles_once_whatever_the_private_class_sizes():
+    """Private class sizes must not show in compilation (one kernel per distinct class size
+    before: 8 compilations on digits). Two runs with the same total but different class
+    sizes, one with a single-row class, compile the vote kernel at most once in all."""
+    from pe_jax.voting.kernel import vote_counts
+
+    rng = np.random.default_rng(3)
+    config = _config(samples_per_class=(10, 10, 10), iterations=2, degrees=(0.4, 0.2))
+    before = vote_counts._cache_size()
+    for sizes in [(1, 17, 42), (30, 25, 5)]:
+        images, labels = _private_points(rng, 1, [(0, 0)] * 60)
+        labels = np.repeat(np.arange(3), sizes).astype(np.int32)
+        _run(config, images, labels)
+    assert vote_counts._cache_size() - before <= 1

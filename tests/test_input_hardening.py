@@ -26,7 +26,7 @@ def _points(n=20, seed=0):
 
 def _config(**overrides):
     base = dict(iterations=2, noise_multiplier=2.0, samples_per_class=(16, 16),
-                degrees=(0.4, 0.2), threshold=0.5)
+                degrees=(0.4, 0.2), threshold=0.5, image_range=(-8.0, 8.0))
     return evolve.PEConfig(**{**base, **overrides})
 
 
@@ -41,17 +41,32 @@ def _run(config, images, labels, ledger=None, seed=0):
     return ledger, [r.release.noisy for r in seen]
 
 
-def test_nan_and_inf_private_rows_release_exactly_what_their_absence_releases():
-    images, labels = _points()
-    bad = images.copy()
-    bad[[2, 5]] = np.nan
-    bad[7, 0, 0, 1] = np.inf
-    _, with_bad = _run(_config(), bad, labels)
-    keep = np.setdiff1d(np.arange(len(images)), [2, 5, 7])
-    _, without = _run(_config(), images[keep], labels[keep])
-    for a, b in zip(with_bad, without):
-        assert np.isfinite(a).all()
-        np.testing.assert_array_equal(a, b)
+@pytest.mark.parametrize("embedding", ["pixels", "encoder"])
+def test_bad_private_images_stop_the_run_before_anything_is_spent(embedding):
+    """One ingestion policy for every embedder: NaN/Inf values or values outside the declared
+    image range are a ValueError that counts them (never shows them), with the ledger empty.
+    Before, NaN images got zero votes with the pixel embedding but finite features, and so
+    votes, with the encoder; raw 0..16 digits ran without a word."""
+    from pe_jax.apis.glyphs import GlyphGenerator
+    from pe_jax.data import load_sklearn_digits
+
+    digits = load_sklearn_digits()
+    images, labels = digits.images[:40].copy(), digits.labels[:40] % 2
+    embedder = embeddings.make_embedder(embedding)
+    config = evolve.PEConfig(iterations=1, noise_multiplier=2.0, samples_per_class=(8, 8),
+                             degrees=(0.3,))
+    nan_images = images.copy()
+    nan_images[[2, 5], 3, 3, 0] = np.nan
+    nan_images[7, 0, 0, 0] = np.inf
+    for bad, message in [(nan_images, "3 NaN or infinite values"),
+                         (images * 16.0, "values outside it")]:
+        ledger = privacy.PrivacyLedger(1e-5)
+        with pytest.raises(ValueError, match="private_images must be") as error:
+            evolve.run(jax.random.key(0), config, generator=GlyphGenerator(characters="01"),
+                       embedder=embedder, private_images=bad, private_labels=labels,
+                       ledger=ledger, progress=False)
+        assert len(ledger) == 0
+        assert str(error.value).endswith(f"{message}'")  # counts only, never pixel values
 
 
 def test_empty_private_set_gives_noise_only_releases():
@@ -61,7 +76,8 @@ def test_empty_private_set_gives_noise_only_releases():
     # The population is public and the clean votes are zero: each release is the noise alone.
     noise = np.random.default_rng(0)
     for released in releases:
-        expected = privacy.simulate_releases(np.zeros(16), noise_multiplier=2.0, repeats=(1,),
+        expected = privacy.simulate_releases(np.zeros(16, np.int32), noise_multiplier=2.0,
+                                             repeats=(1,),
                                              rng=noise)[0]
         np.testing.assert_array_equal(released, expected)
 
@@ -105,7 +121,7 @@ def test_wrong_dtypes_are_refused_with_a_named_error(images):
             nn_histogram(flat, np.ones((3, 2), np.float32))
         with pytest.raises(ValueError, match="counts"):
             population.select(jax.random.key(0), flat[:, 0], 2)
-    with pytest.raises(ValueError, match="clean_histogram"):
+    with pytest.raises(ValueError, match="counts must be integer vote counts"):
         privacy.release(np.ones(3, np.complex64), noise_multiplier=1.0, threshold=0.0,
                         ledger=ledger)
     assert ledger.events == ()
@@ -156,9 +172,33 @@ def test_sigma_zero_needs_the_explicit_non_private_flag_and_is_reported_as_not_d
     assert ledger.epsilon_spent() == math.inf
     restored = privacy.PrivacyLedger.from_dict(json.loads(json.dumps(ledger.to_dict())))
     assert restored.events == ledger.events
-    report = reporting.privacy_report(ledger, target_epsilon=None, public={})
+    report = reporting.privacy_report(ledger, target_epsilon=None, public={},
+                                      private_data={"description": "two points", "rows": 2})
     assert report["differentially_private"] is False and report["epsilon"] is None
+    assert "without noise" in report["not_private_because"][0]
     json.dumps(report, allow_nan=False)  # valid JSON: no Infinity
+
+
+def test_seeded_noise_is_reported_as_not_differentially_private(tmp_path):
+    """Rerunning a seed recovers the clean counts, so a seeded run is NOT DP, and says why."""
+    images, labels = _points()
+    ledger, first = _run(_config(), images, labels, seed=3)
+    _, again = _run(_config(), images, labels, seed=3)
+    for a, b in zip(first, again):
+        np.testing.assert_array_equal(a, b)  # the same noise: anyone with the seed can undo it
+    assert all(event.seeded for event in ledger.events)
+    report = reporting.privacy_report(ledger, target_epsilon=None, public={},
+                                      private_data={"description": "twenty points", "rows": 20})
+    assert report["differentially_private"] is False and report["epsilon"] is None
+    assert report["epsilon_cumulative"] is None
+    (reason,) = report["not_private_because"]
+    assert "2 release(s) drew their noise from a seeded generator (numpy PCG64" in reason
+    reporting.write_privacy_report(tmp_path, report)
+    assert json.loads((tmp_path / "privacy.json").read_text())["differentially_private"] is False
+    text = " ".join((tmp_path / "privacy.txt").read_text().split())  # unwrapped
+    assert "This run is NOT differentially private" in text and "recompute the noise" in text
+    with pytest.raises(ValueError, match="cannot mix"):  # and its ledger takes no CSPRNG release
+        privacy.release([1, 2], noise_multiplier=2.0, threshold=0.0, ledger=ledger)
 
 
 def test_negative_or_non_finite_counts_and_thresholds_are_refused():
