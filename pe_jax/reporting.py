@@ -6,13 +6,17 @@ is overwritten.
 """
 
 import json
+import math
 import pathlib
-from collections.abc import Sequence
+import textwrap
+from collections.abc import Iterable, Sequence
+from typing import Any, Final
 
 import numpy as np
 from PIL import Image
 
 from pe_jax import privacy
+from pe_jax._checks import check_int, require
 from pe_jax.privacy.accounting import ACCOUNTANT
 
 GRID_CELL_PIXELS = 32
@@ -20,13 +24,19 @@ GRID_GAP_PIXELS = 2
 GRID_GAP_VALUE = 0.35
 
 
-def prepare_output_dir(path: str | pathlib.Path) -> pathlib.Path:
-    """Creates ``path`` for a new run; refuses a folder that already holds files."""
+def check_output_dir(path: str | pathlib.Path) -> pathlib.Path:
+    """``path`` if a new run may write there: it is missing or an empty folder."""
     path = pathlib.Path(path)
     if path.exists() and (not path.is_dir() or any(path.iterdir())):
         raise ValueError(
             f"output folder {str(path)!r} already exists and is not empty; choose a new --out "
             "so that earlier results are kept")
+    return path
+
+
+def prepare_output_dir(path: str | pathlib.Path) -> pathlib.Path:
+    """Creates ``path`` for a new run; refuses a folder that already holds files."""
+    path = check_output_dir(path)
     path.mkdir(parents=True, exist_ok=True)
     return path
 
@@ -65,59 +75,224 @@ def save_samples(path: pathlib.Path, images: np.ndarray, labels: np.ndarray,
                         class_names=np.asarray(class_names, dtype=np.str_))
 
 
+NEIGHBOURS: Final = {
+    "add_remove": "two data sets are neighbours when one is the other with one protected row "
+                  "added or removed",
+    "replace_one": "two data sets are neighbours when one is the other with one protected row "
+                   "replaced by another",
+}
+"""What each adjacency relation of ``pe_jax.privacy`` means, in words, for the report."""
+
+
 def privacy_report(ledger: privacy.PrivacyLedger, *, target_epsilon: float | None,
-                   public: dict[str, object]) -> dict:
+                   private_data: dict[str, Any], public: dict[str, dict[str, Any]],
+                   non_private_outputs: dict[str, str] | None = None,
+                   run_start: int = 0) -> dict:
     """The run's privacy guarantee, per iteration and in total, as JSON-safe values.
 
-    ``public`` lists what the run treated as public (and so outside the guarantee), such as
-    per-class sample counts, the generator and the embedding.
+    ``private_data`` describes the rows the guarantee protects: ``{"description": one plain
+    sentence, "rows": how many, ...free JSON details}``. ``public`` maps a short name to
+    ``{"description": one plain sentence on what it is and where it came from, ...details}``
+    for everything the run treated as public (outside the guarantee), such as the generator,
+    the embedding, held-out rows and the settings. ``non_private_outputs`` maps a path in the
+    output folder to one sentence on what it holds that the guarantee does not cover (e.g.
+    metrics on held-out rows). The run's releases are the ledger's events from ``run_start``
+    on; earlier ones came from earlier runs sharing the ledger (``pe-jax run --ledger``).
+
+    A run is NOT differentially private if any of its releases had no noise or seeded noise
+    (``not_private_because`` says which); its epsilon is then null.
     """
     import jax
 
-    events = ledger.events
-    history = ledger.epsilon_history()
-    private = all(e.mechanism != privacy.NON_PRIVATE for e in events)
+    private_data = _check_private_data(private_data)
+    public = {_check_name("public", name): _check_described(f"public[{name!r}]", entry)
+              for name, entry in _check_dict("public", public).items()}
+    outputs = {_check_name("non_private_outputs", path): _check_sentence(
+        f"non_private_outputs[{path!r}]", text)
+        for path, text in _check_dict("non_private_outputs", non_private_outputs or {}).items()}
+    run_start = check_int("run_start", run_start, 0, len(ledger))
+    events = ledger.events[run_start:]
+    reasons = _not_private_reasons(events)
+    private = not reasons
+    history = ledger.epsilon_history(run_start) if private else None
+    composed_private = not _not_private_reasons(ledger.events)
     return {
-        # JSON has no infinity: a run with a non-private release has epsilon null.
+        # JSON has no infinity: a run that is not private has epsilon null.
         "differentially_private": private,
-        "epsilon": ledger.epsilon_spent() if private else None,
+        "not_private_because": reasons,
+        "epsilon": ledger.epsilon_spent(run_start) if private else None,
         "target_epsilon": target_epsilon,
         "delta": ledger.delta,
         "iterations": len(events),
         "noise_multiplier": sorted({e.noise_multiplier for e in events}),
+        "votes_per_row": sorted({e.k for e in events}),
         "mechanism": sorted({e.mechanism for e in events}),
         "adjacency": ledger.adjacency,
+        "neighbouring_data_sets": NEIGHBOURS[ledger.adjacency],
         "sensitivity": (f"L2 {'sqrt(2)' if ledger.adjacency == 'replace_one' else '1'} per "
                         "iteration: each private row casts k votes of weight 1/sqrt(k), in its "
                         "own class only"),
         "accountant": ACCOUNTANT,
         "randomness": sorted({e.source for e in events}),
-        "epsilon_per_iteration": history if private else None,
+        # Epsilon spent by this run after each of its iterations, and what each one added.
+        "epsilon_cumulative": history,
         "epsilon_increment_per_iteration": (
-            [b - a for a, b in zip([0.0, *history], history)] if private else None),
+            None if history is None else [b - a for a, b in zip([0.0, *history], history)]),
+        "private_data": private_data,
         "public": public,
+        "non_private_outputs": outputs,
+        "composed": {
+            "ledger_file": None if ledger.path is None else str(ledger.path),
+            "releases_before_this_run": run_start,
+            "releases": len(ledger),
+            "differentially_private": composed_private,
+            "epsilon": ledger.epsilon_spent() if composed_private else None,
+            "epsilon_budget": ledger.epsilon_budget,
+        },
         "jax": {"version": jax.__version__, "backend": jax.default_backend()},
         "ledger": ledger.to_dict(),
     }
 
 
+def _not_private_reasons(events: Sequence[privacy.ReleaseEvent]) -> list[str]:
+    """Why releases ``events`` give no DP guarantee, in words (empty when they do)."""
+    reasons = []
+    clean = sum(e.mechanism == privacy.NON_PRIVATE for e in events)
+    if clean:
+        reasons.append(f"{clean} release(s) were made without noise (non_private=True): the "
+                       "clean vote counts were published")
+    seeded = sorted({e.source for e in events if e.seeded})
+    if seeded:
+        reasons.append(
+            f"{sum(e.seeded for e in events)} release(s) drew their noise from a seeded "
+            f"generator ({', '.join(seeded)}): whoever knows or guesses the seed can recompute "
+            "the noise and subtract it, recovering the clean vote counts")
+    return reasons
+
+
+def _check_dict(name: str, value: object) -> dict:
+    require(isinstance(value, dict), name, "a dict", type(value).__name__)
+    return value
+
+
+def _check_name(name: str, key: object) -> str:
+    require(isinstance(key, str) and key != "", f"{name} keys", "non-empty strings", key)
+    return key
+
+
+def _check_sentence(name: str, text: object) -> str:
+    require(isinstance(text, str) and text.strip() != "", name, "a non-empty sentence", text)
+    return text
+
+
+def _check_described(name: str, entry: object) -> dict:
+    entry = _check_dict(name, entry)
+    _check_sentence(f"{name}['description']", entry.get("description"))
+    return entry
+
+
+def _check_private_data(private_data: object) -> dict:
+    private_data = _check_described("private_data", private_data)
+    check_int("private_data['rows']", private_data.get("rows"), 0)
+    return private_data
+
+
+def guarantee(report: dict) -> str:
+    """The guarantee of a ``privacy_report`` in a few words, e.g. ``(3.97, 1e-05)-DP``."""
+    if report["differentially_private"]:
+        return f"({report['epsilon']:.4g}, {report['delta']:.3g})-DP"
+    return "NOT differentially private"
+
+
+def composed_total(report: dict) -> str:
+    """What all releases in the report's ledger compose to, e.g. ``epsilon 5.93``."""
+    composed = report["composed"]
+    if composed["differentially_private"]:
+        return f"epsilon {composed['epsilon']:.4g}"
+    return "NOT differentially private"
+
+
 def write_privacy_report(out_dir: pathlib.Path, report: dict) -> None:
-    """Writes ``privacy.json`` and a short human-readable ``privacy.txt``."""
+    """Writes ``privacy.json`` and ``privacy.txt``, a plain-words account that stands alone."""
     (out_dir / "privacy.json").write_text(json.dumps(report, indent=2) + "\n")
-    sigma = ", ".join(f"{s:.4g}" for s in report["noise_multiplier"])
-    guarantee = (f"({report['epsilon']:.4g}, {report['delta']:.3g})-DP"
-                 if report["differentially_private"] else
-                 "NOT differentially private (a release was made without noise)")
-    lines = [
-        f"{guarantee} under {report['adjacency']} adjacency",
-        f"sensitivity: {report['sensitivity']}",
-        f"T = {report['iterations']} releases, noise multiplier sigma = {sigma}, "
-        f"mechanism: {', '.join(report['mechanism'])}, noise from "
-        f"{', '.join(report['randomness'])}",
-        f"accountant: {report['accountant']}",
-        f"JAX {report['jax']['version']} on {report['jax']['backend']}",
-        "treated as public: " + ", ".join(report["public"]),
-    ]
-    if report["target_epsilon"] is not None:
-        lines.append(f"target epsilon: {report['target_epsilon']:.4g}")
-    (out_dir / "privacy.txt").write_text("\n".join(lines) + "\n")
+    (out_dir / "privacy.txt").write_text(_privacy_text(report))
+
+
+def _privacy_text(report: dict) -> str:
+    """The report in words: guarantee, protected rows, mechanism, ledger, what is public."""
+    epsilon, delta, data = report["epsilon"], report["delta"], report["private_data"]
+    lines = ["PRIVACY REPORT", "", "Guarantee"]
+    if report["differentially_private"]:
+        change = ("added or removed" if report["adjacency"] == "add_remove" else
+                  "replaced by another")
+        lines += [
+            f"  This run is ({epsilon:.4g}, {delta:.3g})-differentially private with respect to "
+            "the protected rows below.",
+            "  In words: the probability of any outcome of this run changes by at most a factor "
+            f"e^{epsilon:.4g} = {math.exp(epsilon):.4g} when one protected row is {change}, "
+            f"apart from a probability of at most {delta:.3g}."]
+        if report["target_epsilon"] is not None:
+            lines.append(f"  The run was calibrated to spend at most epsilon "
+                         f"{report['target_epsilon']:.4g}.")
+    else:
+        lines.append("  This run is NOT differentially private: it gives no privacy guarantee.")
+        lines += [f"  - {reason}." for reason in report["not_private_because"]]
+    lines += [
+        f"  Neighbouring data sets ({report['adjacency']} adjacency): "
+        f"{report['neighbouring_data_sets']}.",
+        "  Everything in this folder depends on the protected rows only through the noisy "
+        "releases (post-processing), except what 'Not covered' lists below.",
+        "",
+        "Protected rows",
+        f"  {data['description']} ({data['rows']:,} rows).",
+        "",
+        "How",
+        f"  {report['iterations']} releases, one per iteration, each a histogram of votes: "
+        f"every protected row casts k = {_join(report['votes_per_row'])} vote(s) of weight "
+        "1/sqrt(k) for its nearest synthetic samples of its own class, so one row changes a "
+        f"release by L2 norm {'sqrt(2)' if report['adjacency'] == 'replace_one' else '1'}.",
+        f"  Noise: {_join(report['mechanism'])}, noise multiplier sigma = "
+        f"{_join(f'{s:.4g}' for s in report['noise_multiplier'])} (integer noise of scale "
+        f"sigma * sqrt(k) added to each vote count), drawn from {_join(report['randomness'])}.",
+        f"  Accountant: {report['accountant']}."]
+    if report["epsilon_cumulative"] is not None:
+        lines.append("  Epsilon spent after each iteration: "
+                     + ", ".join(f"{e:.4g}" for e in report["epsilon_cumulative"]) + ".")
+    lines += ["", "Ledger", _ledger_text(report), "",
+              "Treated as public (outside the guarantee, not protected)"]
+    lines += [f"  - {name}: {entry['description']}" for name, entry in report["public"].items()]
+    if not report["public"]:
+        lines.append("  - nothing listed")
+    lines += ["", "Not covered by the guarantee, beside this file"]
+    lines += [f"  - {path}: {text}" for path, text in report["non_private_outputs"].items()]
+    if not report["non_private_outputs"]:
+        lines.append("  - nothing")
+    lines += ["", f"All numbers, every release and the full ledger: privacy.json. JAX "
+                  f"{report['jax']['version']} on {report['jax']['backend']}."]
+    return "".join(_wrap(line) + "\n" for line in lines)
+
+
+def _wrap(paragraph: str, width: int = 96) -> str:
+    """One paragraph of the text report, wrapped, its continuation lines indented."""
+    indent = " " * (len(paragraph) - len(paragraph.lstrip()) + 2)
+    return (textwrap.fill(paragraph, width, subsequent_indent=indent, break_on_hyphens=False)
+            if paragraph else "")
+
+
+def _ledger_text(report: dict) -> str:
+    """Where this run's releases were recorded and what they compose to."""
+    composed = report["composed"]
+    if composed["ledger_file"] is None:
+        return ("  This run started a fresh ledger: a rerun on the same data is a separate "
+                "release whose epsilon adds up with this one's (pe-jax run --ledger FILE "
+                "composes runs in one ledger).")
+    budget = ("no budget" if composed["epsilon_budget"] is None else
+              f"budget epsilon {composed['epsilon_budget']:.4g}")
+    return (f"  Recorded in the ledger file {composed['ledger_file']}, after "
+            f"{composed['releases_before_this_run']} earlier releases: all "
+            f"{composed['releases']} releases together are {composed_total(report)} at delta "
+            f"{report['delta']:.3g} ({budget}).")
+
+
+def _join(values: Iterable[object]) -> str:
+    return ", ".join(str(v) for v in values)

@@ -147,6 +147,39 @@ def test_out_of_range_scales_raise_instead_of_exhausting_memory():
         privacy.noise_multiplier(1e-7, 1e-5, 1)  # brackets past sigma 1e5
 
 
+@pytest.fixture
+def no_pld(monkeypatch):
+    """Fails the test if a privacy loss distribution is built (so a refusal must come first)."""
+    def refuse(*args):
+        raise AssertionError("built a PLD: an absurd request could exhaust memory")
+
+    monkeypatch.setattr(accounting, "_pld", refuse)
+
+
+@pytest.mark.parametrize("delta", [1e-5, 0.5])
+def test_absurd_epsilon_is_refused_before_any_table_is_built(no_pld, delta):
+    """noise_multiplier(1e5, 1e-5, 10) tabulated a PLD for sigma ~0.007 and self-composed it:
+    24 GB and more. Now a composition beyond mu-GDP mu = MAX_MU is refused up front."""
+    limit = privacy.gdp_epsilon(accounting.MAX_MU, delta)
+    with pytest.raises(ValueError, match=f"epsilon must be at most ~{limit:.4g} at delta="):
+        privacy.noise_multiplier(1e5, delta, 10)
+    for mechanism in MECHANISMS:  # the accountant itself, as the ledger calls it
+        with pytest.raises(ValueError, match="noise_multiplier too small to account: .* mu = 31"):
+            privacy.epsilon(0.1, delta, 10, mechanism=mechanism)
+    ledger = privacy.PrivacyLedger(delta, epsilon_budget=10.0)
+    with pytest.raises(ValueError, match="noise_multiplier too small"):
+        ledger.check(privacy.ReleaseEvent("discrete_gaussian", 0.01))
+
+
+def test_calibration_stays_within_the_accountant_and_says_so():
+    """epsilon=250 passes the closed-form check (mu ~18.5), but the discrete Gaussian needs a
+    sigma beyond mu = MAX_MU: the search stops there instead of building a larger table."""
+    with pytest.raises(ValueError, match="cannot calibrate epsilon=250.0: .* below 0.05"):
+        privacy.noise_multiplier(250.0, 1e-5, 1)
+    sigma = privacy.noise_multiplier(100.0, 1e-5, 1)  # within reach: calibrated as usual
+    assert 1 / sigma < accounting.MAX_MU and privacy.epsilon(sigma, 1e-5, 1) <= 100.0
+
+
 def test_rejects_unknown_mechanism_and_adjacency():
     with pytest.raises(ValueError, match="mechanism"):
         privacy.epsilon(1.0, 1e-5, 10, mechanism="laplace")

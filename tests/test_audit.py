@@ -72,8 +72,8 @@ def test_one_run_audit_of_the_pipeline_flags_every_control_by_mu(suite, control)
 
 
 def test_one_run_unweighted_knn_control_votes_as_unweighted_knn_of_one_row():
-    """The control's k rows per canary, voting with k = 1, give exactly the weight-1 k-NN votes
-    of one row at the canary: sqrt(k) times the real kernel's weighted votes."""
+    """The control's k rows per canary, voting with k = 1, give exactly the k-NN vote counts of
+    one row at the canary (which the real release weighs 1/sqrt(k), the control 1)."""
     from pe_jax import voting
     from pe_jax.audit import one_run
 
@@ -82,14 +82,15 @@ def test_one_run_unweighted_knn_control_votes_as_unweighted_knn_of_one_row():
     pool = one_run._pool(slots)
     control_rows = one_run._private_canaries(slots, member, audit.Control.UNWEIGHTED_KNN)
     one_row_each = one_run._private_canaries(slots, member, audit.Control.NONE)
-    np.testing.assert_allclose(voting.nn_histogram(control_rows, pool, k=1),
-                               math.sqrt(k) * voting.nn_histogram(one_row_each, pool, k=k),
-                               atol=1e-5)
+    control_counts = voting.nn_histogram(control_rows, pool, k=1)
+    counts = voting.nn_histogram(one_row_each, pool, k=k)
+    assert control_counts.dtype == counts.dtype == np.int32
+    np.testing.assert_array_equal(control_counts, counts)
 
 
 def test_audit_noise_is_the_release_noise():
     """``simulate_releases`` draws exactly what ``release`` draws from the same seed."""
-    hist = np.array([3, 0, 1, 7]) / math.sqrt(2)
+    hist = np.array([3, 0, 1, 7])
     ledger = privacy.PrivacyLedger(1e-5)
     released = privacy.release(hist, noise_multiplier=1.5, threshold=0.0, ledger=ledger, k=2,
                                rng=np.random.default_rng(3))
@@ -98,9 +99,10 @@ def test_audit_noise_is_the_release_noise():
     np.testing.assert_array_equal(simulated[0], released.noisy)
     with pytest.raises(ValueError, match="seeded"):
         privacy.simulate_releases(hist, noise_multiplier=1.5, k=2, repeats=(2,), rng=None)
-    with pytest.raises(ValueError, match="lattice"):
-        privacy.simulate_releases([0.5], noise_multiplier=1.0, repeats=(2,),
-                                  rng=np.random.default_rng(0))
+    for floats in ([0.5], hist / math.sqrt(2)):  # a float histogram is refused, not rounded
+        with pytest.raises(ValueError, match="counts must be integer vote counts"):
+            privacy.simulate_releases(floats, noise_multiplier=1.0, repeats=(2,),
+                                      rng=np.random.default_rng(0))
 
 
 def test_clopper_pearson_and_gdp_bounds_match_closed_forms():

@@ -107,7 +107,8 @@ def test_describe_source():
 
 
 @pytest.mark.parametrize("kwargs", [dict(scale=0.0), dict(scale=-1.0), dict(scale=math.nan),
-                                    dict(scale=math.inf), dict(shape=-1), dict(shape=(2, 1.5)),
+                                    dict(scale=math.inf), dict(scale=2e9), dict(shape=-1),
+                                    dict(shape=(2, 1.5)),
                                     dict(rng=np.random.RandomState(0)), dict(rng=0)])
 def test_sampler_rejects_bad_arguments(kwargs):
     args = dict(scale=1.0, shape=3) | kwargs
@@ -118,6 +119,51 @@ def test_sampler_rejects_bad_arguments(kwargs):
 
 def test_empty_shape():
     assert privacy.sample_discrete_gaussian(1.0, (0, 3)).shape == (0, 3)
+
+
+# ------------------------------------------------------------------------- bounded support
+
+
+@pytest.mark.parametrize("byte, expected", [(0x00, 2.0**-53), (0xFF, 1 - 2.0**-53)])
+def test_uniforms_are_exact_and_strictly_inside_0_1(monkeypatch, byte, expected):
+    """The smallest and largest words give 2^-53 and 1 - 2^-53 exactly (53-bit uniforms
+    (j + 1/2) / 2^53 rounded the top half of their grid, up to exactly 1.0)."""
+    monkeypatch.setattr(noise.os, "urandom", lambda n: bytes([byte]) * n)
+    u = noise._uniforms(4, None)
+    assert np.all(u == expected) and 0.0 < expected < 1.0
+    assert noise.U_MIN == 2.0**-53
+
+
+@pytest.mark.parametrize("scale", [0.05, 0.1151, 0.1152, 0.5, 1.0, 3.0, 20.0, 1000.0, 1e5])
+def test_noise_bound_is_exactly_the_largest_output(monkeypatch, scale):
+    """With the smallest acceptance uniform, a proposal of noise_bound(scale) is accepted and
+    one of noise_bound(scale) + 1 is not; no geometric draw exceeds floor(53 ln 2 * t)."""
+    bound, t = privacy.noise_bound(scale), math.floor(scale) + 1
+    assert noise._geometric(np.float64(noise.U_MIN), t) == math.floor(53 * math.log(2) * t)
+    assert bound == math.floor(scale**2 / t + scale * math.sqrt(106 * math.log(2)))
+    top = 1 - 2.0**-53
+    draws = [  # (G1 uniforms, G2 uniforms, acceptance uniforms) of each round
+        ([math.exp(-(bound + 0.5) / t), math.exp(-(bound + 1.5) / t)], [top, top],
+         [noise.U_MIN, noise.U_MIN]),
+        ([top], [top], [noise.U_MIN]),  # the rejected entry is redrawn: proposal 0
+    ]
+    monkeypatch.setattr(noise, "_uniforms",
+                        lambda n, rng: np.concatenate([np.array(u) for u in draws.pop(0)]))
+    np.testing.assert_array_equal(privacy.sample_discrete_gaussian(scale, 2), [bound, 0])
+    assert draws == []  # exactly two rounds: bound + 1 was rejected
+
+
+@pytest.mark.parametrize("scale", [0.05, 0.11511729, 0.1152, 0.2272992, 0.5, 1.0, 1.3895, 3.0,
+                                   20.0, 1000.0])
+def test_discrete_gaussian_mass_beyond_the_bound_is_below_2_pow_minus_53(scale):
+    """The truncation the bounded support makes moves less than 2^-53 of probability (largest
+    just below scale 0.11511730, where the bound rises from 0 to 1)."""
+    bound = privacy.noise_bound(scale)
+    ys = np.arange(0, math.ceil(bound + 40 * scale + 50), dtype=np.float64)
+    log_weights = -ys**2 / (2 * scale**2)
+    log_total = np.logaddexp(special.logsumexp(log_weights), special.logsumexp(log_weights[1:]))
+    log_tail = math.log(2) + special.logsumexp(log_weights[bound + 1:]) - log_total
+    assert log_tail < -53 * math.log(2)
 
 
 # ------------------------------------------------------------------------- float safety
@@ -132,7 +178,7 @@ def test_float_safety_discrete_release_vs_float32_control(k):
     """Released values from count c must (almost) all be possible from count c + 1."""
     c, n = 0, 1_000_000
     ledger = privacy.PrivacyLedger(1e-5)
-    out = privacy.release(np.full(n, c / math.sqrt(k)), noise_multiplier=12.0, threshold=0.0,
+    out = privacy.release(np.full(n, c), noise_multiplier=12.0, threshold=0.0,
                           ledger=ledger, k=k, rng=np.random.default_rng(5)).noisy
 
     def possible_discrete(v):  # support from c + 1: exactly the floats (c + 1 + z) / sqrt(k)

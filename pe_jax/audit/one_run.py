@@ -241,7 +241,9 @@ def _released_sums(control: Control, pool: np.ndarray, private: np.ndarray,
         iterations=iterations, noise_multiplier=0.0 if control is Control.NO_NOISE else sigma,
         non_private=control is Control.NO_NOISE, samples_per_class=(len(pool),),
         degrees=(1.0,) * iterations, threshold=_THRESHOLD, selection="rank",
-        keep_selected=True)
+        keep_selected=True,
+        # The "images" are the audit's own lattice points: declare their whole extent.
+        image_range=(float(min(pool.min(), private.min())), float(max(pool.max(), private.max()))))
     half = len(pool) // 2
     total = np.zeros(half)
 

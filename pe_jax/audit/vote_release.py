@@ -109,17 +109,16 @@ def run_scores(control: Control, *, noise_multiplier: float, iterations: int, ru
                k: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     """Scores of ``runs`` runs on D and on D' (each run: ``iterations`` releases)."""
     synthetic, d0, d1 = _scenario(k, replace=control is Control.REPLACE_ONE)
-    clean = [np.asarray(voting.nn_histogram(d, synthetic, k=k)) for d in (d0, d1)]
-    lattice_k = k
-    if control is Control.UNWEIGHTED_KNN:  # weight-1 votes released on the integer lattice
-        clean = [np.rint(c * math.sqrt(k)) for c in clean]
-        lattice_k = 1
-    direction = clean[1].astype(np.float64) - clean[0]
+    counts = [np.asarray(voting.nn_histogram(d, synthetic, k=k)) for d in (d0, d1)]
+    # The control releases the same integer counts with weight 1 (k = 1 lattice), not 1/sqrt(k).
+    lattice_k = 1 if control is Control.UNWEIGHTED_KNN else k
+    direction = counts[1].astype(np.float64) - counts[0]
     sigma = noise_multiplier / 2 if control is Control.HALF_NOISE else noise_multiplier
     scores = []
-    for hist in clean:
+    for hist in counts:
         if control is Control.NO_NOISE:
-            scores.append(np.full(runs, iterations * hist.astype(np.float64) @ direction))
+            released = hist / math.sqrt(lattice_k)
+            scores.append(np.full(runs, iterations * released @ direction))
             continue
         chunks = []
         for start in range(0, runs, _CHUNK_RUNS):  # bounded memory for 10^5 runs and more

@@ -1,14 +1,15 @@
 """Differential privacy for Private Evolution: accounting, noise, the ledger and ``release``.
 
 Privacy model. Each PE iteration releases one vote histogram: every private row votes for its k
-nearest synthetic rows with weight 1/sqrt(k), so one row's vote vector has L2 norm 1. Under
-add/remove adjacency (the default) adding or removing a row changes the weighted histogram by
-L2 norm exactly 1 (k distinct bins move by 1/sqrt(k)); under replace-one by at most sqrt(2).
-The noise multiplier ``sigma`` is relative to sensitivity 1: each bin gets noise of scale
-``sigma`` in the weighted histogram, ``sigma * sqrt(k)`` in count space. T iterations of the
-Gaussian mechanism are exactly mu-GDP with ``mu = sqrt(T) / sigma`` (``gdp_epsilon``); the PLD
-accountant (``epsilon`` / ``noise_multiplier``, on Google's dp_accounting) gives the tight
-(epsilon, delta).
+nearest synthetic rows with weight 1/sqrt(k), so one row's vote vector has L2 norm 1. The
+voting kernel counts integer votes; ``release`` adds integer noise to the counts and applies
+the weight 1/sqrt(k) to the released values only. Under add/remove adjacency (the default)
+adding or removing a row changes the weighted histogram by L2 norm exactly 1 (k distinct bins
+move by 1/sqrt(k)); under replace-one by at most sqrt(2). The noise multiplier ``sigma`` is
+relative to sensitivity 1: each bin gets noise of scale ``sigma`` in the weighted histogram,
+``sigma * sqrt(k)`` in count space. T iterations of the Gaussian mechanism are exactly mu-GDP
+with ``mu = sqrt(T) / sigma`` (``gdp_epsilon``); the PLD accountant (``epsilon`` /
+``noise_multiplier``, on Google's dp_accounting) gives the tight (epsilon, delta).
 
 Why discrete. Votes are integers, so the released noise is an exact discrete Gaussian integer
 drawn on the host from the OS CSPRNG and the output lies on the lattice ``Z / sqrt(k)`` whatever
@@ -18,19 +19,21 @@ release would reveal membership. The discrete mechanism is accounted exactly, pe
 own PLD.
 
 Every private release goes through ``release``, which validates, checks the ``PrivacyLedger``
-budget, draws the noise once, records the event and thresholds.
+budget, draws the noise once, records the event and thresholds. Noise from a seeded generator
+is recorded as such and makes a run NOT differentially private in its report.
 """
 
 from pe_jax.privacy.accounting import epsilon, gdp_epsilon, noise_multiplier
 from pe_jax.privacy.ledger import NON_PRIVATE, BudgetExceededError, PrivacyLedger, ReleaseEvent
-from pe_jax.privacy.noise import sample_discrete_gaussian
-from pe_jax.privacy.histogram_release import Release, release, simulate_releases
+from pe_jax.privacy.noise import noise_bound, sample_discrete_gaussian
+from pe_jax.privacy.histogram_release import Release, release, release_event, simulate_releases
 
 __all__ = [
     "epsilon",
     "noise_multiplier",
     "gdp_epsilon",
     "release",
+    "release_event",
     "simulate_releases",
     "Release",
     "PrivacyLedger",
@@ -38,4 +41,5 @@ __all__ = [
     "BudgetExceededError",
     "NON_PRIVATE",
     "sample_discrete_gaussian",
+    "noise_bound",
 ]

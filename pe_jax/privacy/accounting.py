@@ -39,7 +39,7 @@ from pe_jax._checks import check_int
 if TYPE_CHECKING:
     from dp_accounting.pld.privacy_loss_distribution import PrivacyLossDistribution
 
-__all__ = ["epsilon", "noise_multiplier", "gdp_epsilon", "MECHANISMS", "ADJACENCIES"]
+__all__ = ["epsilon", "noise_multiplier", "gdp_epsilon", "MECHANISMS", "ADJACENCIES", "MAX_MU"]
 
 ACCOUNTANT: Final = ("dp_accounting privacy loss distributions, pessimistic estimates "
                      "(connect-the-dots for the discrete Gaussian)")
@@ -48,6 +48,11 @@ ADJACENCIES: Final = ("add_remove", "replace_one")
 
 # Largest discrete Gaussian scale the PLD accountant tabulates (memory ~ 23 * scale values).
 MAX_DISCRETE_SCALE: Final = 1e5
+# Largest mu-GDP parameter mu = sqrt(sum of releases * sensitivity^2 / sigma^2) the accountant
+# evaluates: its PLD tables grow with the privacy loss (about 1/sigma per release and mu^2 in
+# composition; ~1.4 GB at mu = 20 in the worst case, 24 GB and more at epsilon 1e5). Epsilon
+# is then ~285 at delta 1e-5, far beyond any meaningful guarantee.
+MAX_MU: Final = 20.0
 # Calibration stops once the bracket [lo, hi] satisfies hi / lo <= 1 + _REL_TOL.
 _REL_TOL: Final = 1e-3
 
@@ -170,6 +175,17 @@ def _pld(mechanism: str, adjacency: str, sigma: float, k: int,
     return base.self_compose(times) if times > 1 else base
 
 
+def _check_mu(mu: float, delta: float) -> None:
+    """Refuses, before any table is built, a composition beyond ``MAX_MU`` (see there; the
+    tolerance lets calibration evaluate ``sigma_min`` itself whatever its rounding)."""
+    if mu > MAX_MU * (1 + 1e-9):
+        raise ValueError(
+            f"noise_multiplier too small to account: the releases compose to mu-GDP mu = "
+            f"{mu:.4g} (epsilon ~{gdp_epsilon(mu, delta):.4g} at delta={delta:g}); the "
+            f"accountant evaluates mu <= {MAX_MU:g} (epsilon <= ~{gdp_epsilon(MAX_MU, delta):.4g})"
+            ", beyond which its tables need gigabytes: use more noise or fewer releases")
+
+
 @functools.lru_cache(maxsize=4096)
 def epsilon_of_groups(groups: tuple[tuple[str, float, int, int], ...], adjacency: str,
                       delta: float) -> float:
@@ -185,6 +201,8 @@ def epsilon_of_groups(groups: tuple[tuple[str, float, int, int], ...], adjacency
     finite = [g for g in groups if g[1] != math.inf]
     if not finite:
         return 0.0
+    _check_mu(math.sqrt(sum(count * _sensitivity_factor(adjacency) ** 2 / sigma ** 2
+                            for _, sigma, _, count in finite)), delta)
     total = None
     for mechanism, sigma, k, count in finite:
         p = _pld(mechanism, adjacency, sigma, k, count)
@@ -214,28 +232,38 @@ def noise_multiplier(epsilon: float, delta: float, iterations: int, *,
 
     Never overshoots: the returned sigma was evaluated and has epsilon <= the target, and a
     sigma at most 0.1 % smaller was evaluated above the target (bracketing from the closed-form
-    Gaussian sigma, then log-log interpolation safeguarded by bisection).
+    Gaussian sigma, then log-log interpolation safeguarded by bisection). The search stays at
+    or above the smallest sigma the accountant evaluates (mu-GDP mu = ``MAX_MU``); a target
+    beyond it (epsilon above ~285 at delta 1e-5) is refused with a ValueError, up front when
+    the closed-form Gaussian sigma is already beyond it.
     """
     target = _check_epsilon(epsilon)
     delta = check_delta(delta)
     iterations = check_int("iterations", iterations, 1)
     mechanism, adjacency = check_mechanism(mechanism), check_adjacency(adjacency)
     k = check_int("k", k, 1)
-    sigma0 = _sensitivity_factor(adjacency) * math.sqrt(iterations) / _gdp_mu(target, delta)
+    mu0 = _gdp_mu(target, delta)
+    if mu0 > MAX_MU:
+        raise ValueError(
+            f"epsilon must be at most ~{gdp_epsilon(MAX_MU, delta):.4g} at delta={delta:g} "
+            f"(mu-GDP mu <= {MAX_MU:g}, the accountant's limit) to calibrate a noise "
+            f"multiplier, got {target!r}")
+    scale = _sensitivity_factor(adjacency) * math.sqrt(iterations)  # sigma = scale / mu
     return _calibrate(
         lambda s: epsilon_of_groups(((mechanism, s, k, iterations),), adjacency, delta),
-        target, sigma0)
+        target, scale / mu0, scale / MAX_MU)
 
 
-def _calibrate(eps_of, target: float, sigma0: float) -> float:
+def _calibrate(eps_of, target: float, sigma0: float, sigma_min: float) -> float:
     """Smallest evaluated sigma with ``eps_of(sigma) <= target``, bracketed to ``_REL_TOL``.
 
     ``eps_of`` decreases in sigma. ``lo`` always has epsilon > target, ``hi`` <= target; the
     next point interpolates log(epsilon) linearly in log(sigma), aimed a little past the root
     towards the side that moved least recently so that both ends close in. Sigma is searched
-    within a factor 1e3 of ``sigma0``.
+    within a factor 1e3 of ``sigma0`` and never below ``sigma_min``.
     """
     log_tol, log_target, x0 = math.log1p(_REL_TOL), math.log(target), math.log(sigma0)
+    x_min = math.log(sigma_min)
     lo = hi = None  # (log sigma, log epsilon)
     x, last_side = x0, None
     step = 2 * log_tol  # minimum one-sided step, doubled while the root is not bracketed
@@ -243,7 +271,13 @@ def _calibrate(eps_of, target: float, sigma0: float) -> float:
         if abs(x - x0) > math.log(1e3):
             raise ValueError(f"cannot calibrate epsilon={target}: the accountant's epsilon stays "
                              f"on one side of it for sigma within 1e3x of {sigma0:.4g}")
+        x = max(x, x_min)
         e = eps_of(math.exp(x))
+        if e <= target and x == x_min:
+            raise ValueError(
+                f"cannot calibrate epsilon={target}: it needs a noise multiplier below "
+                f"{sigma_min:.4g}, where the releases compose to more than mu-GDP mu = "
+                f"{MAX_MU:g}, the accountant's limit")
         point = (x, math.log(e) if e > 0 else -math.inf)
         if e <= target:
             hi, last_side = point, "hi"

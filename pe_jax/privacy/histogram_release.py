@@ -3,19 +3,23 @@
 Order of operations, so that a bad input or an exhausted budget never costs privacy and never
 leaves a half-done release:
 
-1. validate the clean histogram and every parameter (ValueError, nothing spent);
-2. ``ledger.check``: refuse an over-budget release before any noise is drawn;
+1. validate the integer vote counts and every parameter (ValueError, nothing spent);
+2. ``ledger.check``: refuse an over-budget release (or one mixing seeded and CSPRNG noise)
+   before any noise is drawn;
 3. draw integer discrete Gaussian noise of scale ``noise_multiplier * sqrt(k)`` once for the
    whole vector (``noise.sample_discrete_gaussian``);
 4. ``ledger.record`` the release;
 5. return ``noisy = (counts + noise) / sqrt(k)`` and ``thresholded = max(noisy - threshold, 0)``
    (post-processing) as float64 NumPy arrays.
 
-Only the discrete Gaussian is released; a float ``count + sigma * normal`` is never produced here
-(its float32 support reveals the count, see ``noise``). The one exception is explicit:
-``non_private=True`` releases the clean counts and the ledger records the run as NOT DP.
-``simulate_releases`` repeats the same noise and lattice many times with a seeded generator for
-privacy audits (``pe_jax.audit``); it records nothing and is never used on private data.
+Counts stay integers up to the noise: the vote weight 1/sqrt(k) is applied to the released
+values only, and a float histogram is refused rather than rounded (a float32 count above 2^24
+is already wrong). Only the discrete Gaussian is released; a float ``count + sigma * normal``
+is never produced here (its float32 support reveals the count, see ``noise``). The one
+exception is explicit: ``non_private=True`` releases the clean counts and the ledger records
+the run as NOT DP. ``simulate_releases`` repeats the same noise and lattice many times with a
+seeded generator for privacy audits (``pe_jax.audit``); it records nothing and is never used
+on private data.
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import numbers
-from typing import Any
+from typing import Any, Final
 
 import numpy as np
 
@@ -32,52 +36,45 @@ from pe_jax.privacy import accounting
 from pe_jax.privacy.ledger import NON_PRIVATE, PrivacyLedger, ReleaseEvent
 from pe_jax.privacy.noise import check_rng, describe_source, sample_discrete_gaussian
 
-__all__ = ["Release", "release", "simulate_releases"]
+__all__ = ["Release", "release", "release_event", "simulate_releases", "MAX_COUNT"]
 
-# Clean values times sqrt(k) must be within this of integers, plus the input dtype's own
-# rounding (2 ulp, so a float32 count/sqrt(k) of 1e5 still passes).
-_LATTICE_TOL = 1e-3
+# Largest vote count accepted: released values are float64, exact for integers up to 2^53,
+# and counts plus noise (< 1e10, see noise.MAX_SCALE) stay far inside int64.
+MAX_COUNT: Final = 2 ** 53
 
 
 @dataclasses.dataclass(frozen=True)
 class Release:
     """A released histogram: ``noisy`` on the 1/sqrt(k) lattice and its ``thresholded`` version.
 
-    Both are read-only float64 arrays of the clean histogram's shape.
+    Both are read-only float64 arrays of the counts' shape.
     """
 
     noisy: np.ndarray
     thresholded: np.ndarray
 
 
-def _clean_counts(clean_histogram: Any, k: int) -> np.ndarray:
-    """The integer vote counts behind ``clean_histogram = counts / sqrt(k)``, validated.
+def _vote_counts(counts: Any) -> np.ndarray:
+    """``counts`` as validated int64 vote counts.
 
     Messages report how many entries are bad, never their values (they are private).
     """
-    arr = np.asarray(clean_histogram)
-    if arr.dtype.kind not in "iuf":
-        raise ValueError(f"clean_histogram must have an int or float dtype, got {arr.dtype}")
-    if arr.ndim != 1 or arr.size == 0:
-        raise ValueError(f"clean_histogram must be 1-D and non-empty, got shape {arr.shape}")
-    values = arr.astype(np.float64)
-    if not np.all(np.isfinite(values)):
-        raise ValueError(f"clean_histogram has {int(np.sum(~np.isfinite(values)))} non-finite "
-                         "entries; it must be finite")
-    if np.any(values < 0):
-        raise ValueError(f"clean_histogram has {int(np.sum(values < 0))} negative entries; "
-                         "it must be >= 0")
-    scaled = values * math.sqrt(k)
-    counts = np.rint(scaled)
-    tol = _LATTICE_TOL
-    if arr.dtype.kind == "f":
-        tol = tol + 2 * np.finfo(arr.dtype).eps * scaled
-    off = np.abs(scaled - counts) > tol
-    if np.any(off):
+    arr = np.asarray(counts)
+    if arr.dtype.kind not in "iu":
         raise ValueError(
-            f"clean_histogram has {int(np.sum(off))} entries off the 1/sqrt(k) lattice (k={k}); "
-            "it must be integer vote counts divided by sqrt(k)")
-    return counts.astype(np.int64)
+            "counts must be integer vote counts (a NumPy or JAX array of an int or uint dtype, "
+            f"as voting.nn_histogram returns), got dtype {arr.dtype}; a float histogram is "
+            "refused, not rounded: pass the counts and k, and 1/sqrt(k) is applied on release")
+    if arr.ndim != 1 or arr.size == 0:
+        raise ValueError(f"counts must be 1-D and non-empty, got shape {arr.shape}")
+    negative = int(np.count_nonzero(arr < 0))
+    if negative:
+        raise ValueError(f"counts has {negative} negative entries; it must be >= 0")
+    too_large = int(np.count_nonzero(arr > MAX_COUNT))
+    if too_large:
+        raise ValueError(f"counts has {too_large} entries above 2^53 = {MAX_COUNT}; it must be "
+                         "<= 2^53 (released as float64, exact up to 2^53)")
+    return arr.astype(np.int64)
 
 
 def _check_finite_nonneg(value: float, name: str) -> float:
@@ -87,58 +84,72 @@ def _check_finite_nonneg(value: float, name: str) -> float:
     return float(value)
 
 
-def release(clean_histogram: Any, *, noise_multiplier: float, threshold: float,
-            ledger: PrivacyLedger, k: int = 1,
-            rng: np.random.Generator | None = None, non_private: bool = False) -> Release:
-    """Releases ``clean_histogram`` (counts / sqrt(k), NumPy or JAX) with discrete Gaussian noise.
+def release_event(*, noise_multiplier: float, k: int = 1, rng: np.random.Generator | None = None,
+                  non_private: bool = False) -> ReleaseEvent:
+    """The ledger event of a ``release`` with these parameters, validated.
 
-    ``noise_multiplier`` is sigma relative to L2 sensitivity 1; ``threshold`` is subtracted after
-    noise (values below it become 0); ``rng=None`` draws from the OS CSPRNG, a
-    ``numpy.random.Generator`` gives seeded, not cryptographically secure noise. Raises
-    ValueError for bad input and ``BudgetExceededError`` over budget, in both cases before any
-    noise is drawn and with the ledger unchanged.
-
-    ``non_private=True`` (with ``noise_multiplier=0``, and only then) releases the clean
-    histogram without noise, for debugging and baselines: the ledger records a
-    ``NON_PRIVATE`` event and its epsilon becomes infinite, so the privacy report says the run
-    is NOT differentially private and any epsilon budget refuses it.
+    Lets a caller check a whole run against a ledger (``ledger.check(event, times=T)``)
+    before touching private data.
     """
     k = check_int("k", k, 1)
     if not isinstance(non_private, bool):
         raise ValueError(f"non_private must be a bool, got {non_private!r}")
+    rng = check_rng(rng)
     if non_private:
         if noise_multiplier != 0:
             raise ValueError("non_private=True releases without noise and needs "
                              f"noise_multiplier=0, got {noise_multiplier!r}")
-        sigma = 0.0
-    else:
-        sigma = accounting.check_noise_multiplier(noise_multiplier, allow_zero=False)
+        return ReleaseEvent(NON_PRIVATE, 0.0, k, source="none (no noise)")
+    sigma = accounting.check_noise_multiplier(noise_multiplier, allow_zero=False)
+    return ReleaseEvent("discrete_gaussian", sigma, k, source=describe_source(rng),
+                        seeded=rng is not None)
+
+
+def release(counts: Any, *, noise_multiplier: float, threshold: float,
+            ledger: PrivacyLedger, k: int = 1,
+            rng: np.random.Generator | None = None, non_private: bool = False) -> Release:
+    """Releases integer vote ``counts`` (NumPy or JAX) as ``(counts + noise) / sqrt(k)``.
+
+    ``counts`` are the votes per synthetic sample (k per private row, each of weight
+    1/sqrt(k)): 1-D, non-empty, of an integer dtype, in [0, 2^53]. ``noise_multiplier`` is
+    sigma relative to L2 sensitivity 1; the integer discrete Gaussian noise has scale
+    ``sigma * sqrt(k)``. ``threshold`` is subtracted after noise (values below it become 0);
+    ``rng=None`` draws from the OS CSPRNG, a ``numpy.random.Generator`` gives seeded,
+    reproducible noise that is NOT private (the ledger records it as seeded). Raises
+    ValueError for bad input (or seeded and CSPRNG noise in one ledger) and
+    ``BudgetExceededError`` over budget, in both cases before any noise is drawn and with the
+    ledger unchanged.
+
+    ``non_private=True`` (with ``noise_multiplier=0``, and only then) releases the clean
+    counts without noise, for debugging and baselines: the ledger records a ``NON_PRIVATE``
+    event and its epsilon becomes infinite, so the privacy report says the run is NOT
+    differentially private and any epsilon budget refuses it.
+    """
+    event = release_event(noise_multiplier=noise_multiplier, k=k, rng=rng,
+                          non_private=non_private)
     threshold = _check_finite_nonneg(threshold, "threshold")
     if not isinstance(ledger, PrivacyLedger):
         raise ValueError(f"ledger must be a PrivacyLedger, got {type(ledger).__name__}")
-    rng = check_rng(rng)
-    counts = _clean_counts(clean_histogram, k)
+    clean = _vote_counts(counts)
 
+    ledger.check(event)
     if non_private:
-        event = ReleaseEvent(NON_PRIVATE, 0.0, k, source="none (no noise)")
-        ledger.check(event)
-        noise = np.zeros_like(counts)
+        noise = np.zeros_like(clean)
     else:
-        event = ReleaseEvent("discrete_gaussian", sigma, k, source=describe_source(rng))
-        ledger.check(event)
-        noise = sample_discrete_gaussian(sigma * math.sqrt(k), counts.shape, rng=rng)
+        noise = sample_discrete_gaussian(event.noise_multiplier * math.sqrt(event.k),
+                                         clean.shape, rng=rng)
     ledger.record(event)
 
-    noisy = _on_lattice(counts, noise, k)
+    noisy = _on_lattice(clean, noise, event.k)
     thresholded = np.maximum(noisy - threshold, 0.0)
     noisy.flags.writeable = False
     thresholded.flags.writeable = False
     return Release(noisy=noisy, thresholded=thresholded)
 
 
-def simulate_releases(clean_histogram: Any, *, noise_multiplier: float, repeats: tuple[int, ...],
+def simulate_releases(counts: Any, *, noise_multiplier: float, repeats: tuple[int, ...],
                       rng: np.random.Generator, k: int = 1) -> np.ndarray:
-    """``repeats`` independent noisy releases of one histogram, for privacy audits only.
+    """``repeats`` independent noisy releases of one vote-count vector, for privacy audits only.
 
     The same validation, sampler and lattice as ``release`` (one discrete Gaussian draw of
     shape ``(*repeats, bins)``), but nothing is recorded and ``rng`` must be a seeded
@@ -151,11 +162,11 @@ def simulate_releases(clean_histogram: Any, *, noise_multiplier: float, repeats:
     if not isinstance(rng, np.random.Generator):
         raise ValueError(f"rng must be a seeded numpy.random.Generator, got {type(rng).__name__}")
     repeats = tuple(check_int("repeats", r, 1) for r in repeats)
-    counts = _clean_counts(clean_histogram, k)
-    noise = sample_discrete_gaussian(sigma * math.sqrt(k), (*repeats, counts.size), rng=rng)
-    return _on_lattice(counts, noise, k)
+    clean = _vote_counts(counts)
+    noise = sample_discrete_gaussian(sigma * math.sqrt(k), (*repeats, clean.size), rng=rng)
+    return _on_lattice(clean, noise, k)
 
 
 def _on_lattice(counts: np.ndarray, noise: np.ndarray, k: int) -> np.ndarray:
-    """The released values ``(counts + noise) / sqrt(k)`` as float64."""
+    """The released values ``(counts + noise) / sqrt(k)`` as float64 (the sum in int64)."""
     return (counts + noise).astype(np.float64) / math.sqrt(k)

@@ -2,25 +2,40 @@
 
 A ``PrivacyLedger`` is the single record of what has left the private data. ``release`` asks it
 to ``check`` a release against the budget before any noise is drawn and ``record``s it after;
-the ledger travels in checkpoints as plain JSON (``to_dict`` / ``from_dict``, never pickle), so a
-resumed run keeps counting from where it stopped. Epsilon is always recomputed from the events
-(grouped by identical parameters and self-composed), never stored, so it cannot drift from them.
+the ledger is plain JSON (``to_dict`` / ``from_dict``, never pickle), so it can travel in
+checkpoints, and ``PrivacyLedger.open(path)`` keeps one in a file that is rewritten atomically
+after every release, so that repeated runs on one data set compose. Epsilon is always
+recomputed from the events (grouped by identical parameters and self-composed), never stored,
+so it cannot drift from them.
+
+Seeded noise. An event records whether its noise came from a seeded generator
+(``ReleaseEvent.seeded``): whoever knows the seed can subtract that noise, so such a release is
+not differentially private whatever its epsilon (the privacy report says so). A ledger is one
+budget and refuses to mix seeded and CSPRNG events.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import numbers
+import os
+import pathlib
+import tempfile
 from collections import Counter
+from collections.abc import Sequence
 from typing import Any, Final
 
 from pe_jax._checks import check_int
 from pe_jax.privacy import accounting
+from pe_jax.privacy.noise import CSPRNG_SOURCE
 
 __all__ = ["ReleaseEvent", "PrivacyLedger", "BudgetExceededError", "NON_PRIVATE"]
 
-_FORMAT: Final = "pe_jax.privacy.PrivacyLedger/1"
+_FORMAT: Final = "pe_jax.privacy.PrivacyLedger/2"
+# Format /1 had no ``seeded`` field: it is read as seeded unless ``source`` names the CSPRNG.
+_FORMAT_V1: Final = "pe_jax.privacy.PrivacyLedger/1"
 # The mechanism of a release made without noise (``release(..., non_private=True)``): its
 # noise multiplier is 0 and the ledger's epsilon becomes infinite.
 NON_PRIVATE: Final = "none (NOT differentially private)"
@@ -37,19 +52,24 @@ class ReleaseEvent:
     ``mechanism`` is one of ``accounting.MECHANISMS``, or ``NON_PRIVATE`` with
     ``noise_multiplier=0``; ``noise_multiplier`` is sigma relative to L2 sensitivity 1 of the
     weighted histogram; ``k`` the votes per private row; ``source`` names
-    the randomness used (``noise.describe_source``), for the privacy report.
+    the randomness used (``noise.describe_source``), for the privacy report; ``seeded`` is
+    True when the noise came from a seeded generator (reproducible, so NOT private).
     """
 
     mechanism: str
     noise_multiplier: float
     k: int = 1
     source: str = ""
+    seeded: bool = False
 
     def __post_init__(self) -> None:
+        if not isinstance(self.seeded, bool):
+            raise ValueError(f"seeded must be a bool, got {self.seeded!r}")
         if self.mechanism == NON_PRIVATE:
-            if self.noise_multiplier != 0:
-                raise ValueError(f"a {NON_PRIVATE!r} event must have noise_multiplier 0, got "
-                                 f"{self.noise_multiplier!r}")
+            if self.noise_multiplier != 0 or self.seeded:
+                raise ValueError(f"a {NON_PRIVATE!r} event has no noise: it needs "
+                                 f"noise_multiplier 0 and seeded False, got "
+                                 f"{self.noise_multiplier!r} and {self.seeded!r}")
             object.__setattr__(self, "noise_multiplier", 0.0)
         else:
             accounting.check_mechanism(self.mechanism)
@@ -64,7 +84,8 @@ class PrivacyLedger:
     """Composes all recorded releases at a fixed ``delta`` under one adjacency relation.
 
     ``epsilon_budget=None`` records without a limit; otherwise ``check`` (and ``record``) refuse
-    any event that would take ``epsilon_spent()`` above the budget.
+    any event that would take ``epsilon_spent()`` above the budget. A ledger from ``open`` also
+    rewrites its file after every recorded event.
     """
 
     def __init__(self, delta: float, *, adjacency: str = "add_remove",
@@ -78,6 +99,8 @@ class PrivacyLedger:
                 f"epsilon_budget must be None or finite and > 0, got {epsilon_budget!r}")
         self._budget = None if epsilon_budget is None else float(epsilon_budget)
         self._events: list[ReleaseEvent] = []
+        self._path: pathlib.Path | None = None
+        self._written: str | None = None  # the file's text as this ledger last wrote or read it
 
     @property
     def delta(self) -> float:
@@ -92,6 +115,11 @@ class PrivacyLedger:
         return self._budget
 
     @property
+    def path(self) -> pathlib.Path | None:
+        """The file this ledger rewrites after every record (``open``), or None."""
+        return self._path
+
+    @property
     def events(self) -> tuple[ReleaseEvent, ...]:
         """The recorded events, oldest first (a read-only copy)."""
         return tuple(self._events)
@@ -101,74 +129,177 @@ class PrivacyLedger:
 
     def __repr__(self) -> str:
         return (f"PrivacyLedger(delta={self._delta}, adjacency={self._adjacency!r}, "
-                f"epsilon_budget={self._budget}, events={len(self._events)})")
+                f"epsilon_budget={self._budget}, events={len(self._events)}, "
+                f"path={None if self._path is None else str(self._path)!r})")
 
-    def _epsilon(self, events: list[ReleaseEvent]) -> float:
+    def _epsilon(self, events: Sequence[ReleaseEvent]) -> float:
         counts = Counter((e.mechanism, e.noise_multiplier, e.k) for e in events)
         groups = tuple(sorted((m, s, k, n) for (m, s, k), n in counts.items()))
         return accounting.epsilon_of_groups(groups, self._adjacency, self._delta)
 
-    def epsilon_spent(self) -> float:
-        """Epsilon at the ledger's delta of all recorded events (0 before any)."""
-        return self._epsilon(self._events)
+    def epsilon_spent(self, start: int = 0) -> float:
+        """Epsilon at the ledger's delta of the recorded events from index ``start`` on (all by
+        default; e.g. one run's part of a ledger that earlier runs share); 0 before any."""
+        return self._epsilon(self._events[check_int("start", start, 0):])
 
-    def epsilon_after(self, event: ReleaseEvent) -> float:
-        """Epsilon that would be spent after also recording ``event``."""
-        return self._epsilon([*self._events, _check_event(event)])
+    def epsilon_after(self, event: ReleaseEvent, times: int = 1) -> float:
+        """Epsilon that would be spent after also recording ``event`` ``times`` times."""
+        times = check_int("times", times, 1)
+        return self._epsilon([*self._events, *[_check_event(event)] * times])
 
-    def epsilon_history(self) -> list[float]:
-        """Epsilon spent after each recorded event, in order (for the privacy report)."""
-        return [self._epsilon(self._events[:i + 1]) for i in range(len(self._events))]
+    def epsilon_history(self, start: int = 0) -> list[float]:
+        """Epsilon spent by the events from ``start`` on, after each of them, in order."""
+        start = check_int("start", start, 0)
+        return [self._epsilon(self._events[start:i + 1])
+                for i in range(start, len(self._events))]
 
-    def check(self, event: ReleaseEvent) -> None:
-        """Raises ``BudgetExceededError`` if recording ``event`` would exceed the budget."""
-        _check_event(event)
+    def check(self, event: ReleaseEvent, times: int = 1) -> None:
+        """Refuses ``event`` (recorded ``times`` times) before anything is released.
+
+        Raises ValueError if it would mix seeded and CSPRNG noise in this ledger, and
+        ``BudgetExceededError`` if it would take the epsilon spent above the budget.
+        """
+        _check_mixing(self._events, _check_event(event))
         if self._budget is None:
             return
-        after = self.epsilon_after(event)
+        after = self.epsilon_after(event, times)
         if after > self._budget:
+            what = "release" if times == 1 else f"{times} releases"
             raise BudgetExceededError(
-                f"release refused: epsilon spent {self.epsilon_spent():.6g}, would be "
+                f"{what} refused: epsilon spent {self.epsilon_spent():.6g}, would be "
                 f"{after:.6g} after it, budget {self._budget:.6g} (delta={self._delta:g})")
 
     def record(self, event: ReleaseEvent) -> None:
-        """Appends ``event`` after checking it against the budget."""
+        """Appends ``event`` after checking it, first rewriting the ledger's file if it has one
+        (so a failed write leaves the ledger unchanged and stops the release)."""
         self.check(event)
+        if self._path is not None:
+            self._write([*self._events, event])
         self._events.append(event)
 
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-safe description (str / float / int / None / lists / dicts only)."""
+        """A JSON-safe description (str / float / int / bool / None / lists / dicts only)."""
+        return self._dict(self._events)
+
+    def _dict(self, events: Sequence[ReleaseEvent]) -> dict[str, Any]:
         return {
             "format": _FORMAT,
             "delta": self._delta,
             "adjacency": self._adjacency,
             "epsilon_budget": self._budget,
-            "events": [dataclasses.asdict(e) for e in self._events],
+            "events": [dataclasses.asdict(e) for e in events],
         }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> PrivacyLedger:
-        """Rebuilds a ledger from ``to_dict`` output, validating every field and event.
+        """Rebuilds a ledger from ``to_dict`` output (format /2, or /1), validating everything.
 
         Events are restored as recorded (they were within budget when recorded), without a
-        budget re-check.
+        budget re-check; a ledger that mixes seeded and CSPRNG events is refused. Format /1
+        events have no ``seeded`` field: they count as seeded unless their ``source`` is the
+        CSPRNG's (``noise.CSPRNG_SOURCE``), so unknown randomness is never taken as private.
         """
-        if not isinstance(data, dict) or data.get("format") != _FORMAT:
-            raise ValueError(f"not a privacy ledger: expected format {_FORMAT!r}")
+        formats = (_FORMAT, _FORMAT_V1)
+        if not isinstance(data, dict) or data.get("format") not in formats:
+            raise ValueError(f"not a privacy ledger: expected format {' or '.join(formats)}")
         expected = {"format", "delta", "adjacency", "epsilon_budget", "events"}
         if set(data) != expected:
             raise ValueError(f"privacy ledger keys must be {sorted(expected)}, got {sorted(data)}")
         ledger = cls(data["delta"], adjacency=data["adjacency"],
                      epsilon_budget=data["epsilon_budget"])
         fields = {f.name for f in dataclasses.fields(ReleaseEvent)}
+        if data["format"] == _FORMAT_V1:
+            fields.discard("seeded")
         for item in data["events"]:
             if not isinstance(item, dict) or set(item) != fields:
                 raise ValueError(f"each ledger event must have exactly the keys {sorted(fields)}")
-            ledger._events.append(ReleaseEvent(**item))
+            if data["format"] == _FORMAT_V1:
+                item = {**item, "seeded": (item["mechanism"] != NON_PRIVATE
+                                           and item["source"] != CSPRNG_SOURCE)}
+            event = ReleaseEvent(**item)
+            _check_mixing(ledger._events, event)
+            ledger._events.append(event)
         return ledger
+
+    @classmethod
+    def open(cls, path: str | os.PathLike, *, delta: float, adjacency: str = "add_remove",
+             epsilon_budget: float | None = None) -> PrivacyLedger:
+        """The ledger kept in the JSON file ``path``, rewritten after every recorded event.
+
+        An existing file is loaded and must hold this ``delta`` and ``adjacency``; its budget
+        was fixed when it was created, so ``epsilon_budget`` must be None or equal to it. A
+        missing file is created at once with ``epsilon_budget`` (None: no limit). Every write
+        goes to a temporary file in the same folder, then ``os.replace``, so the file always
+        holds a complete ledger; a write refuses to go ahead if the file changed since this
+        ledger last wrote it (another process using it).
+        """
+        path = pathlib.Path(path)
+        if path.exists():
+            try:
+                text = path.read_text()
+                ledger = cls.from_dict(json.loads(text))
+            except (OSError, UnicodeDecodeError, json.JSONDecodeError, ValueError) as error:
+                raise ValueError(f"ledger file {str(path)!r} is not a privacy ledger: {error}"
+                                 ) from None
+            _check_matches(path, "delta", ledger.delta, accounting.check_delta(delta))
+            _check_matches(path, "adjacency", ledger.adjacency,
+                           accounting.check_adjacency(adjacency))
+            if epsilon_budget is not None:
+                _check_matches(path, "epsilon_budget", ledger.epsilon_budget, epsilon_budget)
+            ledger._path, ledger._written = path, text
+        else:
+            ledger = cls(delta, adjacency=adjacency, epsilon_budget=epsilon_budget)
+            ledger._path = path
+            ledger._write([])
+        return ledger
+
+    def _write(self, events: Sequence[ReleaseEvent]) -> None:
+        """Atomically replaces the ledger's file with ``events``, if nobody else changed it."""
+        path = self._path
+        try:
+            current = path.read_text()
+        except FileNotFoundError:
+            current = None
+        if current != self._written:
+            raise ValueError(f"ledger file {str(path)!r} changed since this ledger last wrote "
+                             "it (is another run using it?); nothing more is released")
+        text = json.dumps(self._dict(events), indent=2) + "\n"
+        handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.",
+                                             suffix=".tmp")
+        try:
+            with os.fdopen(handle, "w") as file:
+                file.write(text)
+                file.flush()
+                os.fsync(file.fileno())
+            os.replace(temporary, path)
+        except BaseException:
+            pathlib.Path(temporary).unlink(missing_ok=True)
+            raise
+        self._written = text
 
 
 def _check_event(event: ReleaseEvent) -> ReleaseEvent:
     if not isinstance(event, ReleaseEvent):
         raise ValueError(f"event must be a ReleaseEvent, got {type(event).__name__}")
     return event
+
+
+def _check_mixing(events: Sequence[ReleaseEvent], event: ReleaseEvent) -> None:
+    """Refuses a noisy ``event`` whose noise is seeded where the held noisy events' is not,
+    or the other way round."""
+    if event.mechanism == NON_PRIVATE:
+        return
+    held = {e.seeded for e in events if e.mechanism != NON_PRIVATE}
+    if held and event.seeded not in held:
+        kind = {True: "a seeded generator", False: "the CSPRNG"}
+        raise ValueError(
+            f"a ledger is one privacy budget and cannot mix seeded and CSPRNG noise: it holds "
+            f"releases with noise from {kind[not event.seeded]}, this one's is from "
+            f"{kind[event.seeded]}; keep seeded (reproducible, NOT private) runs in a "
+            "PrivacyLedger of their own")
+
+
+def _check_matches(path: pathlib.Path, name: str, stored: object, given: object) -> None:
+    if stored != given:
+        raise ValueError(f"ledger file {str(path)!r} has {name}={stored!r}, but this run uses "
+                         f"{name}={given!r}; a ledger composes releases of one setting only")
