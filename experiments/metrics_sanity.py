@@ -2,8 +2,9 @@
 
     .venv/bin/python experiments/metrics_sanity.py [--skip-pe] [--inception-weights DIR]
 
-scikit-learn's 1,797 digits are split once (seed 0) into two halves: A plays the private /
-training set and B the real held-out test set. Every row is measured against B:
+scikit-learn's 1,797 digits are split once (``split(0.5)``, the fixed hash rule of
+``pe_jax.data.heldout_mask``) into two halves: A plays the private / training set and B the
+real held-out test set. Every row is measured against B:
 
 * ``real (A)``: the other half of the real digits, the best a synthetic set could look;
 * ``prior``: fresh glyphs from the public generator (``GlyphGenerator.random``), as many per
@@ -69,7 +70,7 @@ def main() -> None:
     parser.add_argument("--json", default=None, help="also write the table as JSON here")
     args = parser.parse_args()
 
-    a, b = load_sklearn_digits().split(0.5, seed=0)
+    a, b = load_sklearn_digits().split(0.5)
     test_images, test_labels = b.images, b.labels
     generator = GlyphGenerator(resolution=8)
     sets = {"real (A)": (a.images, a.labels),

@@ -39,7 +39,7 @@ def test_shipped_prior_is_small_and_records_how_it_was_made():
 def test_make_generator_builds_both_generators(config):
     generator, described = make_generator(config, DIGIT_NAMES, 8)
     assert isinstance(generator, DiffusionGenerator) and isinstance(generator, Generator)
-    assert described["name"] == "diffusion" and described["fonts"]
+    assert described["name"] == "diffusion" and described["training_data"]["fonts"]
     assert described["sampling"] == {"steps": 10, "guidance": config.guidance}
     glyph_config = load_config(CONFIG_DIR / "digits.py")
     glyphs, described = make_generator(glyph_config, DIGIT_NAMES, 8)
@@ -102,4 +102,6 @@ def test_pe_jax_run_with_the_diffusion_config(tmp_path):
     report = json.loads((out / "privacy.json").read_text())
     assert report["public"]["generator"]["name"] == "diffusion"
     assert report["public"]["generator"]["checkpoint"] == str(DEFAULT_PRIOR)
+    priors = report["public"]["generator"]["training_data"]["priors"]
+    assert priors["origin"]["reference_rows"] == 462  # fitted to the held-out digits only
     assert np.load(out / "samples.npz")["images"].shape == (40, 8, 8, 1)

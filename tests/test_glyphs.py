@@ -94,11 +94,12 @@ def test_images_shape_dtype_range(request, fixture, resolution):
     assert images.dtype == jnp.float32
     assert float(images.min()) >= 0.0 and float(images.max()) <= 1.0
     # Bright ink on a dark background, like sklearn's digits: every glyph has some ink and
-    # most of each image is background.
+    # most images are mostly background (bold or blurred glyphs under the fitted priors fill
+    # more than half of the image in about a quarter of the draws).
     per_image = np.asarray(images).reshape(64, -1)
     assert (per_image.max(1) > 0.5).all()
     assert 0.1 < per_image.mean() < 0.5
-    assert (np.median(per_image, axis=1) < 0.3).mean() > 0.8
+    assert (np.median(per_image, axis=1) < 0.3).mean() > 0.6
 
 
 def test_samples_are_a_pytree_with_a_shared_leading_axis(gen):
@@ -185,8 +186,8 @@ def test_pose_parameters_move_the_ink(gen16):
     assert column_centroid(right) > column_centroid(centre) + 1.0
     thin, bold = _posed(gen16, 1, weight=[0.08]), _posed(gen16, 1, weight=[0.3])
     assert float(gen16.images(bold).mean()) > 1.5 * float(gen16.images(thin).mean())
-    dim = _posed(gen16, 1, intensity=[0.6])
-    np.testing.assert_allclose(gen16.images(dim), 0.6 * gen16.images(centre), atol=1e-5)
+    dim, full = _posed(gen16, 1, intensity=[0.6]), _posed(gen16, 1, intensity=[1.0])
+    np.testing.assert_allclose(gen16.images(dim), 0.6 * gen16.images(full), atol=1e-5)
     # Blur spreads the ink of a small glyph (away from the edges) without losing it.
     sharp = _posed(gen16, 1, scale=[0.6], blur=[0.0])
     blurred = _posed(gen16, 1, scale=[0.6], blur=[0.08])

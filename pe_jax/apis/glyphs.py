@@ -33,9 +33,11 @@ the same atlas, which grows with the resolution. The same simulator is the publi
 data of the diffusion prior (``pe_jax.diffusion.public_data``).
 """
 
+import copy
 import dataclasses
 import functools
 import hashlib
+import json
 import pathlib
 import string
 from collections.abc import Mapping, Sequence
@@ -45,8 +47,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-__all__ = ["ALPHANUMERIC", "DEFAULT_PRIORS", "DIGITS", "LETTERS", "GlyphGenerator", "GlyphSamples",
-           "ParamPrior", "discover_fonts"]
+__all__ = ["ALPHANUMERIC", "DEFAULT_PRIORS", "DEFAULT_PRIORS_ORIGIN", "DIGITS", "LETTERS",
+           "PARAMETERS", "GlyphGenerator", "GlyphSamples", "ParamPrior", "describe_priors",
+           "discover_fonts"]
 
 DIGITS = string.digits
 LETTERS = string.ascii_uppercase + string.ascii_lowercase
@@ -82,32 +85,68 @@ class ParamPrior(NamedTuple):
     high: float
 
 
-DEFAULT_PRIORS: Mapping[str, ParamPrior] = {
-    # radians; positive turns the glyph clockwise on screen
-    "rotation": ParamPrior(0.0, 0.1, -0.5, 0.5),
-    # horizontal shift per unit height; positive leans the top to the right
-    "shear": ParamPrior(0.05, 0.2, -0.5, 0.7),
-    # glyph height (its tight box, before stroke weight) over image height
-    "scale": ParamPrior(0.95, 0.06, 0.6, 1.05),
-    # horizontal over vertical stretch
-    "aspect": ParamPrior(0.85, 0.12, 0.5, 1.4),
-    # offsets as a fraction of the image half-width, x to the right, y down
-    "shift_x": ParamPrior(0.0, 0.05, -0.3, 0.3),
-    "shift_y": ParamPrior(0.0, 0.05, -0.3, 0.3),
-    # stroke half-width in glyph units (the glyph's longer side is 2 units), for every face
-    "weight": ParamPrior(0.2, 0.04, 0.05, 0.35),
-    # Gaussian blur sigma as a fraction of the image side
-    "blur": ParamPrior(0.01, 0.01, 0.0, 0.1),
-    # brightness of full ink
-    "intensity": ParamPrior(1.0, 0.05, 0.6, 1.0),
+PARAMETERS = {
+    "rotation": "radians; positive turns the glyph clockwise on screen",
+    "shear": "horizontal shift per unit height; positive leans the top to the right",
+    "scale": "glyph height (its tight box, before stroke weight) over image height",
+    "aspect": "horizontal over vertical stretch",
+    "shift_x": "offset as a fraction of the image half-width, to the right",
+    "shift_y": "offset as a fraction of the image half-width, down",
+    "weight": "stroke half-width in glyph units (the glyph's longer side is 2 units), any face",
+    "blur": "Gaussian blur sigma as a fraction of the image side",
+    "intensity": "brightness of full ink",
 }
-"""Priors of ``random``; their ``std`` also scales the noise of ``variation``.
+"""The continuous pose parameters of a glyph and their units, in sampling order."""
 
-These values were chosen by looking at scikit-learn's 8x8 digits, the embedded default's
-private set, so that glyphs fill the box with strokes of similar weight. That choice used the
-private data outside the DP guarantee; for a strict guarantee, pass ``priors`` chosen from
-public knowledge of your domain (the defaults are generic: near-upright glyphs filling the box).
+SHIPPED_PRIORS = pathlib.Path(__file__).resolve().parent.parent / "assets" / "glyph_priors.json"
+"""The shipped priors and their origin, as written by ``experiments/fit_glyph_priors.py``."""
+
+
+def _load_shipped() -> tuple[dict[str, ParamPrior], dict]:
+    shipped = json.loads(SHIPPED_PRIORS.read_text())
+    priors = {name: ParamPrior(**shipped["priors"][name]) for name in PARAMETERS}
+    return priors, shipped["origin"]
+
+
+DEFAULT_PRIORS, DEFAULT_PRIORS_ORIGIN = _load_shipped()
+"""Priors of ``random`` (their ``std`` also scales the noise of ``variation``), and where they
+came from.
+
+They were fitted to the held-out rows of scikit-learn's digits only (the rows that
+``LabelledImages.split(0.25)`` holds out with the fixed salt ``pe_jax/heldout/v1``; never the
+private rows of a run) by ``experiments/fit_glyph_priors.py`` (``pe_jax.apis.glyph_priors``):
+each held-out digit is matched to its nearest glyph of the same class, drawn first from generic
+broad priors and then from the previous fit, and robust quantiles of the matched poses give
+mean, std and range. The values and the full origin (rows, salt, method, fonts, command) are in
+``pe_jax/assets/glyph_priors.json``; a run reports both. For another domain, fit or choose
+priors on public or held-out data of it.
 """
+
+
+def describe_priors(priors: Mapping[str, ParamPrior]) -> dict:
+    """JSON-safe values of ``priors`` and their origin, for configs, metadata and reports.
+
+    The origin is ``DEFAULT_PRIORS_ORIGIN`` when the priors are the shipped ones, and says
+    that the caller chose them otherwise.
+    """
+    values = {name: ParamPrior(*p)._asdict() for name, p in priors.items()}
+    shipped = values == {name: p._asdict() for name, p in DEFAULT_PRIORS.items()}
+    origin = DEFAULT_PRIORS_ORIGIN if shipped else {
+        "description": "set by the caller, not the shipped priors; where they came from is "
+                       "not recorded by pe_jax"}
+    return {"values": values, "origin": origin}
+
+
+def _merge_priors(priors: Mapping[str, ParamPrior] | None) -> dict[str, ParamPrior]:
+    """``DEFAULT_PRIORS`` overridden by ``priors``, checked."""
+    unknown = set(priors or {}) - set(DEFAULT_PRIORS)
+    if unknown:
+        raise ValueError(f"priors has unknown parameters {sorted(unknown)}")
+    merged = {**DEFAULT_PRIORS, **{k: ParamPrior(*v) for k, v in (priors or {}).items()}}
+    for name, p in merged.items():
+        if not (p.low <= p.mean <= p.high and p.std >= 0):
+            raise ValueError(f"priors[{name!r}] needs low <= mean <= high, std >= 0: {p}")
+    return merged
 
 
 @jax.tree_util.register_dataclass
@@ -116,7 +155,7 @@ class GlyphSamples:
     """Parameters of n rendered glyphs; every leaf has shape (n,).
 
     ``font`` indexes ``GlyphGenerator.fonts``, ``char`` indexes ``GlyphGenerator.characters``
-    (it is the class label); the other fields are the pose described in ``DEFAULT_PRIORS``.
+    (it is the class label); the other fields are the pose described in ``PARAMETERS``.
     """
 
     font: jax.Array
@@ -311,13 +350,7 @@ class GlyphGenerator:
             atlas_size = max(_MIN_ATLAS, 2 * resolution)
         if not isinstance(atlas_size, int) or atlas_size < 16:
             raise ValueError(f"atlas_size must be an int >= 16, got {atlas_size!r}")
-        unknown = set(priors or {}) - set(DEFAULT_PRIORS)
-        if unknown:
-            raise ValueError(f"priors has unknown parameters {sorted(unknown)}")
-        self.priors = {**DEFAULT_PRIORS, **{k: ParamPrior(*v) for k, v in (priors or {}).items()}}
-        for name, p in self.priors.items():
-            if not (p.low <= p.mean <= p.high and p.std >= 0):
-                raise ValueError(f"priors[{name!r}] needs low <= mean <= high, std >= 0: {p}")
+        self.priors = _merge_priors(priors)
         if fonts is None:
             paths = discover_fonts(characters)
         else:
@@ -336,6 +369,12 @@ class GlyphGenerator:
         self.atlas = jnp.asarray(
             np.stack([[_glyph_sdf(p, c, atlas_size) for c in characters] for p in paths])
         )
+
+    def with_priors(self, priors: Mapping[str, ParamPrior]) -> "GlyphGenerator":
+        """This generator (same fonts and atlas, built once) with other pose priors."""
+        other = copy.copy(self)
+        other.priors = _merge_priors(priors)
+        return other
 
     def _check_labels(self, n: int, labels: jax.Array | None) -> jax.Array | None:
         if labels is None:

@@ -10,8 +10,9 @@ writes to its output folder:
 * ``grids/step_NNNNNN.png``: DDIM samples of the EMA model every ``sample_every`` steps, one
   row per class;
 * ``checkpoint/``: the final EMA model as a ``pe_jax.checkpoints`` folder, whose metadata
-  holds the UNet config, the noise schedule, the characters, the fonts, the training config,
-  the command and the final loss; ``DiffusionGenerator.from_checkpoint`` loads it;
+  holds the UNet config, the noise schedule, the characters, the glyphs' fonts and pose priors
+  (with the priors' origin), the training config, the command and the final loss;
+  ``DiffusionGenerator.from_checkpoint`` loads it;
 * ``samples.png`` (the final grid) and ``training.json`` (losses, steps, wall time).
 
 Without ``--config`` it trains the shipped default prior (``pe_jax/configs/prior_digits8.py``).
@@ -67,7 +68,7 @@ def train_prior(config: ml_collections.ConfigDict, out: pathlib.Path, *, resume:
 
     from pe_jax import checkpoints, reporting
     from pe_jax.apis.diffusion import DiffusionGenerator
-    from pe_jax.apis.glyphs import GlyphGenerator
+    from pe_jax.apis.glyphs import GlyphGenerator, describe_priors
     from pe_jax.diffusion import make_schedule, public_data, training
     from pe_jax.models.unet import UNet, UNetConfig
 
@@ -132,7 +133,8 @@ def train_prior(config: ml_collections.ConfigDict, out: pathlib.Path, *, resume:
         "characters": config.characters,
         "class_names": list(config.characters),
         "data": {"source": "pe_jax.apis.glyphs (rendered glyphs, public)",
-                 "fonts": [pathlib.Path(f).name for f in fonts], "font_files": fonts},
+                 "fonts": [pathlib.Path(f).name for f in fonts], "font_files": fonts,
+                 "priors": describe_priors(generator.priors)},
         "training": json.loads(config.to_json()),
         "command": command,
         "final_loss": final_loss,

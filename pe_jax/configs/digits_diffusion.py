@@ -19,6 +19,7 @@ def get_config() -> ml_collections.ConfigDict:
     config = digits_config()
     config.name = "digits_diffusion"
     config.generator = "diffusion"
+    del config.glyph_priors  # the prior's own glyph priors are in its checkpoint's metadata
     config.prior = ""  # a checkpoint folder; empty: the shipped default prior
     config.diffusion_steps = 25  # respaced DDIM steps of random; variation runs degree * steps
     config.guidance = 1.0  # classifier-free guidance scale (1: plain conditional sampling)

@@ -2,7 +2,9 @@
 
 Public training data only: the digits 0-9 rendered by the glyph simulator
 (``pe_jax.apis.glyphs``) in every font it finds (matplotlib's faces plus Debian's handwriting
-faces where installed), at scikit-learn's digits format (8x8, bright ink on dark, [0, 1]).
+faces where installed), at scikit-learn's digits format (8x8, bright ink on dark, [0, 1]),
+posed by ``DEFAULT_PRIORS`` (fitted to held-out digits only; the checkpoint's metadata records
+the priors and their origin).
 Class-conditional with classifier-free guidance (labels dropped 10 % of the time). A tiny
 UNet (~0.65M parameters, a 2.6 MB checkpoint) that trains on 2 CPU cores in about 10-15
 minutes.

@@ -2,6 +2,11 @@
 
 This is the embedded default private data set, so that PE runs end to end with no download.
 Pixel values 0..16 are scaled to [0, 1] (bright ink on a dark background).
+
+The rows that ``split(TUNING_HELDOUT)`` holds out (fixed by ``pe_jax.data.types.heldout_mask``)
+are part of the data set's public side: the shipped glyph priors, the encoder and diffusion
+prior trained with them, and the default threshold and degree schedule were all chosen on those
+rows and no others, so a run must hold them out too (``pe-jax run`` checks it).
 """
 
 import numpy as np
@@ -9,6 +14,8 @@ import numpy as np
 from pe_jax.data.types import LabelledImages
 
 DIGITS_MAX_VALUE = 16.0
+TUNING_HELDOUT = 0.25
+"""The held-out fraction whose rows (and only those) the digits default's settings were tuned on."""
 
 
 def load_sklearn_digits() -> LabelledImages:
