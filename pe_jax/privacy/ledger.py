@@ -5,8 +5,19 @@ to ``check`` a release against the budget before any noise is drawn and ``record
 the ledger is plain JSON (``to_dict`` / ``from_dict``, never pickle), so it can travel in
 checkpoints, and ``PrivacyLedger.open(path)`` keeps one in a file that is rewritten atomically
 after every release, so that repeated runs on one data set compose. Epsilon is always
-recomputed from the events (grouped by identical parameters and self-composed), never stored,
-so it cannot drift from them.
+computed from the events (grouped by identical parameters and self-composed), never stored in
+the file, so it cannot drift from them.
+
+Cost. Composing a PLD takes ~0.1 s, and a PE run asks for epsilon several times per iteration
+(``check``, ``record``, ``epsilon_spent``), each time one more identical event. The ledger
+therefore keeps, in memory only, the running count of each group of identical events and a
+table of the exact epsilons it has composed, keyed by everything epsilon depends on (the
+sorted groups ``(mechanism, noise_multiplier, k, count)``; delta and adjacency are fixed per
+ledger). ``check(event, times=T)``, which a run calls once before it starts, composes the
+epsilons after each of its T releases up front, so that the run's own ``check`` / ``record``
+/ ``epsilon_spent`` calls are table look-ups (microseconds). The table holds only values
+``accounting.epsilon_of_groups`` returned for that very key, so it gives the same floats as
+composing afresh and can never hand back one for other events.
 
 Seeded noise. An event records whether its noise came from a seeded generator
 (``ReleaseEvent.seeded``): whoever knows the seed can subtract that noise, so such a release is
@@ -24,7 +35,7 @@ import os
 import pathlib
 import tempfile
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Final
 
 from pe_jax._checks import check_int
@@ -39,6 +50,13 @@ _FORMAT_V1: Final = "pe_jax.privacy.PrivacyLedger/1"
 # The mechanism of a release made without noise (``release(..., non_private=True)``): its
 # noise multiplier is 0 and the ledger's epsilon becomes infinite.
 NON_PRIVATE: Final = "none (NOT differentially private)"
+
+# What epsilon depends on, per event: (mechanism, noise_multiplier, k). Not ``source`` or
+# ``seeded``: those change whether a release is private at all, not its accounting.
+_Key = tuple[str, float, int]
+# Sorted groups (mechanism, noise_multiplier, k, count), as ``accounting.epsilon_of_groups``
+# takes them.
+_Groups = tuple[tuple[str, float, int, int], ...]
 
 
 class BudgetExceededError(ValueError):
@@ -101,6 +119,12 @@ class PrivacyLedger:
         self._events: list[ReleaseEvent] = []
         self._path: pathlib.Path | None = None
         self._written: str | None = None  # the file's text as this ledger last wrote or read it
+        # Kept in step with ``_events`` by ``_append`` (the only place that adds events): the
+        # number of events per ``_key``, and the ``seeded`` flags of the noisy events held.
+        self._counts: Counter[_Key] = Counter()
+        self._seeded_held: set[bool] = set()
+        # Epsilon of every groups tuple composed so far (see the module docstring).
+        self._epsilons: dict[_Groups, float] = {}
 
     @property
     def delta(self) -> float:
@@ -132,42 +156,83 @@ class PrivacyLedger:
                 f"epsilon_budget={self._budget}, events={len(self._events)}, "
                 f"path={None if self._path is None else str(self._path)!r})")
 
-    def _epsilon(self, events: Sequence[ReleaseEvent]) -> float:
-        counts = Counter((e.mechanism, e.noise_multiplier, e.k) for e in events)
-        groups = tuple(sorted((m, s, k, n) for (m, s, k), n in counts.items()))
-        return accounting.epsilon_of_groups(groups, self._adjacency, self._delta)
+    def _epsilon_of(self, groups: _Groups) -> float:
+        """Epsilon of ``groups``: looked up, or composed once and remembered.
+
+        Exceptions (a composition the accountant refuses) are not remembered: they are raised
+        again, before any table is built, on every call.
+        """
+        epsilon = self._epsilons.get(groups)
+        if epsilon is None:
+            epsilon = accounting.epsilon_of_groups(groups, self._adjacency, self._delta)
+            self._epsilons[groups] = epsilon
+        return epsilon
+
+    def _epsilon(self, events: Iterable[ReleaseEvent]) -> float:
+        return self._epsilon_of(_groups(Counter(_key(e) for e in events)))
 
     def epsilon_spent(self, start: int = 0) -> float:
         """Epsilon at the ledger's delta of the recorded events from index ``start`` on (all by
         default; e.g. one run's part of a ledger that earlier runs share); 0 before any."""
-        return self._epsilon(self._events[check_int("start", start, 0):])
+        start = check_int("start", start, 0)
+        if start == 0:
+            return self._epsilon_of(_groups(self._counts))
+        return self._epsilon(self._events[start:])
 
     def epsilon_after(self, event: ReleaseEvent, times: int = 1) -> float:
         """Epsilon that would be spent after also recording ``event`` ``times`` times."""
         times = check_int("times", times, 1)
-        return self._epsilon([*self._events, *[_check_event(event)] * times])
+        return self._epsilon_of(_groups(self._counts, _key(_check_event(event)), times))
 
     def epsilon_history(self, start: int = 0) -> list[float]:
         """Epsilon spent by the events from ``start`` on, after each of them, in order."""
-        start = check_int("start", start, 0)
-        return [self._epsilon(self._events[start:i + 1])
-                for i in range(start, len(self._events))]
+        counts: Counter[_Key] = Counter()
+        history = []
+        for event in self._events[check_int("start", start, 0):]:
+            counts[_key(event)] += 1
+            history.append(self._epsilon_of(_groups(counts)))
+        return history
 
     def check(self, event: ReleaseEvent, times: int = 1) -> None:
         """Refuses ``event`` (recorded ``times`` times) before anything is released.
 
         Raises ValueError if it would mix seeded and CSPRNG noise in this ledger, and
         ``BudgetExceededError`` if it would take the epsilon spent above the budget.
+
+        ``times > 1`` reserves a run: once ``event`` x ``times`` is within the budget (or the
+        ledger has none), the epsilons after each of the run's releases are composed now --
+        ``epsilon_after(event, j)`` for j = 1..times, and, on a ledger that already holds
+        events, the run's own share ``epsilon_spent(start=len(self))`` after each -- so that
+        the run's per-release ``check``, ``record``, ``epsilon_spent`` and its report's
+        ``epsilon_history(start)`` find them in the table instead of composing (one
+        composition per value, the same values they would compose). Without a budget a
+        composition the accountant refuses stops the precomputation silently, as ``check``
+        never composed there.
         """
-        _check_mixing(self._events, _check_event(event))
-        if self._budget is None:
-            return
-        after = self.epsilon_after(event, times)
-        if after > self._budget:
-            what = "release" if times == 1 else f"{times} releases"
-            raise BudgetExceededError(
-                f"{what} refused: epsilon spent {self.epsilon_spent():.6g}, would be "
-                f"{after:.6g} after it, budget {self._budget:.6g} (delta={self._delta:g})")
+        event = _check_event(event)
+        times = check_int("times", times, 1)
+        _check_mixing(self._seeded_held, event)
+        if self._budget is not None:
+            after = self.epsilon_after(event, times)
+            if after > self._budget:
+                what = "release" if times == 1 else f"{times} releases"
+                raise BudgetExceededError(
+                    f"{what} refused: epsilon spent {self.epsilon_spent():.6g}, would be "
+                    f"{after:.6g} after it, budget {self._budget:.6g} (delta={self._delta:g})")
+        if times > 1:
+            self._reserve(_key(event), times)
+
+    def _reserve(self, key: _Key, times: int) -> None:
+        """Composes the epsilons a run of ``times`` releases of ``key`` will ask for."""
+        series = [(self._counts, j) for j in range(1, times + 1)]
+        if self._events:  # the run's own share, from start=len(self): only its events
+            series += [(_EMPTY, j) for j in range(1, times + 1)]
+        try:
+            for counts, j in series:
+                self._epsilon_of(_groups(counts, key, j))
+        except ValueError:
+            if self._budget is not None:
+                raise
 
     def record(self, event: ReleaseEvent) -> None:
         """Appends ``event`` after checking it, first rewriting the ledger's file if it has one
@@ -175,7 +240,13 @@ class PrivacyLedger:
         self.check(event)
         if self._path is not None:
             self._write([*self._events, event])
+        self._append(event)
+
+    def _append(self, event: ReleaseEvent) -> None:
         self._events.append(event)
+        self._counts[_key(event)] += 1
+        if event.mechanism != NON_PRIVATE:
+            self._seeded_held.add(event.seeded)
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-safe description (str / float / int / bool / None / lists / dicts only)."""
@@ -217,8 +288,8 @@ class PrivacyLedger:
                 item = {**item, "seeded": (item["mechanism"] != NON_PRIVATE
                                            and item["source"] != CSPRNG_SOURCE)}
             event = ReleaseEvent(**item)
-            _check_mixing(ledger._events, event)
-            ledger._events.append(event)
+            _check_mixing(ledger._seeded_held, event)
+            ledger._append(event)
         return ledger
 
     @classmethod
@@ -284,12 +355,26 @@ def _check_event(event: ReleaseEvent) -> ReleaseEvent:
     return event
 
 
-def _check_mixing(events: Sequence[ReleaseEvent], event: ReleaseEvent) -> None:
+_EMPTY: Final[Mapping[_Key, int]] = {}
+
+
+def _key(event: ReleaseEvent) -> _Key:
+    return event.mechanism, event.noise_multiplier, event.k
+
+
+def _groups(counts: Mapping[_Key, int], extra: _Key | None = None, times: int = 0) -> _Groups:
+    """The sorted groups of ``counts`` (plus ``times`` events of ``extra``): the key under
+    which ``accounting.epsilon_of_groups`` composes them, and the ledger's table keeps them."""
+    if extra is not None:
+        counts = {**counts, extra: counts.get(extra, 0) + times}
+    return tuple(sorted((m, s, k, n) for (m, s, k), n in counts.items() if n))
+
+
+def _check_mixing(held: set[bool], event: ReleaseEvent) -> None:
     """Refuses a noisy ``event`` whose noise is seeded where the held noisy events' is not,
-    or the other way round."""
+    or the other way round (``held``: the ``seeded`` flags of the noisy events held)."""
     if event.mechanism == NON_PRIVATE:
         return
-    held = {e.seeded for e in events if e.mechanism != NON_PRIVATE}
     if held and event.seeded not in held:
         kind = {True: "a seeded generator", False: "the CSPRNG"}
         raise ValueError(
