@@ -67,6 +67,8 @@ class BatchedEmbedder:
     def __call__(self, images: jax.Array) -> jax.Array:
         require(np.ndim(images) == 4, "images", "an array of shape (n, height, width, channels)",
                 f"shape {np.shape(images)}")
+        if isinstance(images, jax.core.Tracer):
+            return self._traced(images)
         n = images.shape[0]
         size = min(self.batch_size, max(n, 1))
         if self.mesh is not None:
@@ -85,6 +87,18 @@ class BatchedEmbedder:
                 features = jax.device_put(features, jax.NamedSharding(self.mesh, jax.P()))
             outputs.append(features[:rows])
         return outputs[0] if len(outputs) == 1 else jnp.concatenate(outputs)
+
+    def _traced(self, images: jax.Array) -> jax.Array:
+        """Inside an outer ``jit`` (the PE step): the same fixed-size batches, in a
+        ``lax.map``, so the features match the eager path's batch by batch."""
+        n = images.shape[0]
+        size = min(self.batch_size, max(n, 1))
+        batches = -(-n // size)
+        padded = jnp.pad(images.astype(jnp.float32),
+                         ((0, batches * size - n), (0, 0), (0, 0), (0, 0)))
+        features = jax.lax.map(lambda batch: self._features(self._params, batch),
+                               padded.reshape(batches, size, *images.shape[1:]))
+        return features.reshape(batches * size, -1)[:n]
 
 
 def _resize(images: jax.Array, resolution: int | None) -> jax.Array:

@@ -1,13 +1,20 @@
-"""The Private Evolution loop.
+"""The Private Evolution driver: budget check -> noise draw -> compiled step -> callbacks.
 
 ::
 
     S_0 = random(N)                                   # public generator only
     for t in 1..T:
-        E_syn = embed(S_{t-1})                        # or the mean embedding of L variations
-        v     = vote(E_priv, E_syn, k)                # integer counts, all classes at once
-        h     = release(v, sigma, H)                  # the only place private data leaves
-        S_t   = next_population(S_{t-1}, h)           # select parents, then variation
+        z     = draw_noise()                          # host CSPRNG; ledger checked, recorded
+        S_t, v~ = step(S_{t-1}, E_priv, z, degree_t)  # one compiled program (pe_jax.step):
+                                                      # embed, vote, v + z, threshold, select,
+                                                      # variation
+        callbacks(t, S_t, v~)
+
+The whole run's T releases are checked against the ledger's budget before the first one.
+In the loop the host draws iteration t + 1's noise while the device runs step t (JAX
+dispatches asynchronously); ``fused=True`` draws all T noise vectors up front and runs the
+T steps as one ``lax.scan``, with the callbacks after it. Both give the same results for the
+same noise.
 
 Class-conditional runs keep one population block per class; a private row votes only among
 the synthetic samples of its own class, so the per-class histograms are disjoint parts of one
@@ -34,7 +41,7 @@ import jax.numpy as jnp
 import numpy as np
 from tqdm.auto import tqdm
 
-from pe_jax import population, privacy, voting
+from pe_jax import population, privacy, step, voting
 from pe_jax._checks import check_int, require
 from pe_jax.apis import Generator, Samples
 from pe_jax.embeddings import Embedder
@@ -109,12 +116,23 @@ class PEConfig:
         require(len(self.image_range) == 2 and np.all(np.isfinite(self.image_range))
                 and self.image_range[0] < self.image_range[1], "image_range",
                 "finite (low, high) with low < high", self.image_range)
-        for n in self.samples_per_class:
-            population.parents_per_class(n, self.variation_folds, self.keep_selected)
+        self.layout  # checks the class sizes against the folds
 
     @property
     def num_classes(self) -> int:
         return len(self.samples_per_class)
+
+    @property
+    def layout(self) -> population.PopulationLayout:
+        """Where each class's samples sit in the population."""
+        return population.PopulationLayout(self.samples_per_class, self.variation_folds,
+                                           self.keep_selected)
+
+    @property
+    def step_settings(self) -> step.StepSettings:
+        """What one compiled iteration needs of this config."""
+        return step.StepSettings(k=self.k, metric=self.metric, threshold=self.threshold,
+                                 selection=self.selection, lookahead=self.lookahead)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -170,18 +188,21 @@ def run(
     mesh: jax.sharding.Mesh | None = None,
     noise_rng: np.random.Generator | None = None,
     progress: bool = True,
+    fused: bool = False,
 ) -> RunResult:
     """Runs T iterations of PE and returns the final population.
 
     Args:
       key: the run's base PRNG key.
       config: the run's settings.
-      generator: the public model behind the random and variation APIs.
+      generator: the public model behind the random and variation APIs (traceable: its
+        methods run inside the compiled step).
       embedder: maps images to voting features; applied to private and synthetic images.
       private_images: ``(n, H, W, C)`` private images, embedded once here.
       private_labels: ``(n,)`` ints in ``[0, config.num_classes)``, or None for an
         unconditional run (then ``samples_per_class`` has one entry).
-      ledger: records every release and refuses one that would exceed its budget.
+      ledger: records every release and refuses a run that would exceed its budget before
+        the first release.
       callbacks: called after each iteration with an ``IterationResult``.
       mesh: when given, voting shards the private rows over it.
       noise_rng: a seeded NumPy generator for reproducible research noise: anyone with the
@@ -190,34 +211,76 @@ def run(
         them with CSPRNG releases. None (the default) draws noise from the operating
         system's CSPRNG.
       progress: show a progress bar.
+      fused: draw all T noise vectors first (recording all T releases) and run the T
+        iterations as one ``lax.scan``; the callbacks run after it, and it holds every
+        iteration's population in memory at once.
     """
+    layout = config.layout
+    event = privacy.release_event(noise_multiplier=config.noise_multiplier, k=config.k,
+                                  rng=noise_rng, non_private=config.non_private)
+    _check_noise_fits_int32(event, len(private_images))
+    ledger.check(event, times=config.iterations)  # the whole run, before any private data
     private = _embed_private(embedder, private_images, private_labels, config, mesh)
-    labels = np.repeat(np.arange(config.num_classes, dtype=np.int32), config.samples_per_class)
-    samples = generator.random(
-        jax.random.fold_in(key, 0), len(labels),
-        None if private_labels is None else jnp.asarray(labels))
+    state = step.initial_state(key, generator, layout, conditional=private_labels is not None)
+    degrees = jnp.asarray(config.degrees, jnp.float32)
 
-    bar = tqdm(range(1, config.iterations + 1), desc="PE", unit="iter", disable=not progress)
-    for t in bar:
-        degree = config.degrees[t - 1]
-        embed_key, next_key = jax.random.split(jax.random.fold_in(key, t))
-        synthetic = _embed_synthetic(embed_key, generator, embedder, samples, degree,
-                                     config.lookahead)
-        counts = voting.vote(private, synthetic, voting.class_index(labels, config.num_classes),
-                             k=config.k, metric=config.metric, mesh=mesh)
-        released = privacy.release(counts, noise_multiplier=config.noise_multiplier,
-                                   threshold=config.threshold, ledger=ledger, k=config.k,
-                                   rng=noise_rng, non_private=config.non_private)
-        samples, labels = population.next_population(
-            next_key, generator, samples, labels, released.thresholded,
-            num_classes=config.num_classes, degree=degree, method=config.selection,
-            variation_folds=config.variation_folds, keep_selected=config.keep_selected)
-        spent = ledger.epsilon_spent()
+    def draw() -> tuple[np.ndarray, float]:
+        """One iteration's noise (ledger checked and recorded), and the epsilon after it."""
+        noise = privacy.draw_noise(event, ledger, len(layout.labels), rng=noise_rng)
+        return noise, ledger.epsilon_spent()
+
+    bar = tqdm(total=config.iterations, desc="PE", unit="iter", disable=not progress)
+
+    def report(t: int, samples: Samples, noisy_counts: jax.Array, spent: float) -> None:
+        released = privacy.Release.of(np.asarray(noisy_counts), config.k, config.threshold)
+        result = IterationResult(t, samples, layout.labels, released, spent,
+                                 config.degrees[t - 1])
+        bar.update()
         bar.set_postfix(epsilon=f"{spent:.3g}")
-        result = IterationResult(t, samples, labels, released, spent, degree)
         for callback in callbacks:
             callback(result)
-    return RunResult(samples=samples, labels=labels, ledger=ledger)
+
+    noise_shape = jax.ShapeDtypeStruct((len(layout.labels),), jnp.int32)
+    if fused:
+        scan = step.make_scan(generator, embedder, layout, config.step_settings, mesh)
+        # Compiled before any noise is drawn: a shape or type error costs no privacy.
+        scan = scan.lower(state, private, jax.ShapeDtypeStruct(
+            (config.iterations, *noise_shape.shape), jnp.int32), degrees).compile()
+        noises, spent = zip(*(draw() for _ in range(config.iterations)))
+        state, (populations, outputs) = scan(state, private, _on_device(np.stack(noises)),
+                                             degrees)
+        for t in range(1, config.iterations + 1):
+            report(t, jax.tree.map(lambda leaf: leaf[t - 1], populations),
+                   outputs.noisy_counts[t - 1], spent[t - 1])
+    else:
+        one_step = step.make_step(generator, embedder, layout, config.step_settings, mesh)
+        one_step = one_step.lower(state, private, noise_shape, degrees[0]).compile()
+        noise, spent = draw()
+        for t in range(1, config.iterations + 1):
+            state, output = one_step(state, private, _on_device(noise), degrees[t - 1])
+            done = spent
+            if t < config.iterations:  # drawn on the host while the device runs step t
+                noise, spent = draw()
+            # The next step donates the state: callbacks get their own copy to keep.
+            samples = jax.tree.map(jnp.copy, state.samples) if callbacks else state.samples
+            report(t, samples, output.noisy_counts, done)
+    bar.close()
+    return RunResult(samples=state.samples, labels=layout.labels, ledger=ledger)
+
+
+def _on_device(noise: np.ndarray) -> jax.Array:
+    """The drawn noise as the int32 array the step adds (``_check_noise_fits_int32``)."""
+    return jax.device_put(noise.astype(np.int32))
+
+
+def _check_noise_fits_int32(event: privacy.ReleaseEvent, n_private: int) -> None:
+    """Counts plus noise are int32 in the step: refuse, before anything, a scale whose noise
+    (at most ``privacy.noise_bound``) could overflow them."""
+    if event.mechanism == privacy.NON_PRIVATE:
+        return
+    largest = privacy.noise_bound(event.noise_multiplier * np.sqrt(event.k)) + n_private
+    require(largest < 2**31, "noise_multiplier", "small enough that counts plus noise fit in "
+            "int32", f"noise up to {largest:.3g}")
 
 
 def check_private_images(images: np.ndarray,
@@ -271,16 +334,3 @@ def _embed_private(embedder: Embedder, images: np.ndarray, labels: np.ndarray | 
     blank = np.zeros((1, *images.shape[1:]), np.float32)
     features = embedder(jnp.asarray(images if len(images) else blank))[:len(images)]
     return voting.prepare_private(features, labels, num_classes=config.num_classes, mesh=mesh)
-
-
-def _embed_synthetic(key: jax.Array, generator: Generator, embedder: Embedder,
-                     samples: Samples, degree: float, lookahead: int) -> np.ndarray:
-    """Voting features of the population: its own, or the mean over ``lookahead`` variations."""
-    if lookahead == 0:
-        return np.asarray(embedder(generator.images(samples)))
-    total = sum(
-        embedder(generator.images(generator.variation(jax.random.fold_in(key, i), samples,
-                                                      degree)))
-        for i in range(lookahead))
-    return np.asarray(total / lookahead)
-

@@ -1,4 +1,4 @@
-"""Choosing the next parents from a released vote histogram.
+"""Choosing the next parents from a released vote histogram, and the population's layout.
 
 Selection only reads the released (noisy, thresholded) histogram, so it is post-processing
 and costs no privacy. Two rules, as in the PE paper:
@@ -6,13 +6,22 @@ and costs no privacy. Two rules, as in the PE paper:
 * ``sample``: draw parents independently with probability proportional to the counts;
 * ``rank``: keep the parents with the largest counts (ties go to the lower index).
 
-Fallback when every count is zero (all votes fell below the threshold): every candidate gets
-the same weight, so ``sample`` draws uniformly and ``rank`` keeps the lowest indices. The
-fallback is a deterministic function of the key and the histogram.
+Fallback when every count of a class is zero (all votes fell below the threshold): every
+candidate of the class gets the same weight, so ``sample`` draws uniformly and ``rank``
+keeps the lowest indices. The fallback is a deterministic function of the key and the
+histogram.
 
-The next population is ``[parents if keep_selected] + variation_folds x variation(parents)``,
-so each class of ``n`` samples selects ``n // (variation_folds + keep_selected)`` parents.
+The population has a fixed layout (:class:`PopulationLayout`): ``groups`` blocks (the kept
+parents if ``keep_selected``, then one block per variation fold), each holding every class's
+parents in class order. A class of ``n`` samples selects ``n // groups`` parents per
+iteration, so the labels never change and every array keeps its shape: the whole
+:func:`next_population` runs inside ``jax.jit``.
 """
+
+from __future__ import annotations
+
+import dataclasses
+import functools
 
 import jax
 import jax.numpy as jnp
@@ -20,12 +29,18 @@ import numpy as np
 
 from pe_jax._checks import check_int, require
 from pe_jax.apis import Generator, Samples
+from pe_jax.voting import class_index
 
 SELECTION_METHODS = ("sample", "rank")
 
 
-def select(key: jax.Array, counts: jax.Array, num: int, *, method: str = "sample") -> jax.Array:
-    """Indices (into ``counts``) of ``num`` parents, chosen by ``method`` from the counts."""
+def select(key: jax.Array, counts: jax.Array, num: int, *, method: str = "sample",
+           valid: jax.Array | None = None) -> jax.Array:
+    """Indices (into ``counts``) of ``num`` parents, chosen by ``method`` from the counts.
+
+    ``valid`` (bool, like ``counts``) marks the candidates; others are never chosen (all
+    are candidates by default). Traceable: value checks run only on concrete counts.
+    """
     dtype = counts.dtype if hasattr(counts, "dtype") else np.asarray(counts).dtype
     require(jnp.issubdtype(dtype, jnp.integer) or jnp.issubdtype(dtype, jnp.floating), "counts",
             "a real numeric array", dtype)
@@ -37,9 +52,11 @@ def select(key: jax.Array, counts: jax.Array, num: int, *, method: str = "sample
             f"shape {counts.shape}")
     require(method in SELECTION_METHODS, "method", f"one of {SELECTION_METHODS}", method)
     check_int("num", num, 1, counts.shape[0] if method == "rank" else None)
-    weights = jnp.where(jnp.sum(counts) > 0, counts, jnp.ones_like(counts))
+    valid = jnp.ones(counts.shape, bool) if valid is None else jnp.asarray(valid, bool)
+    counts = jnp.where(valid, counts, 0.0)
+    weights = jnp.where(jnp.sum(counts) > 0, counts, valid.astype(jnp.float32))
     if method == "rank":
-        return jax.lax.top_k(weights, num)[1]
+        return jax.lax.top_k(jnp.where(valid, weights, -1.0), num)[1]
     return jax.random.choice(key, counts.shape[0], (num,), replace=True, p=weights / weights.sum())
 
 
@@ -52,41 +69,80 @@ def parents_per_class(samples_per_class: int, variation_folds: int, keep_selecte
     return samples_per_class // group
 
 
-def class_members(labels: np.ndarray, num_classes: int) -> list[np.ndarray]:
-    """For each class, the indices of the population entries with that (public) label."""
-    return [np.flatnonzero(labels == c) for c in range(num_classes)]
+@dataclasses.dataclass(frozen=True)
+class PopulationLayout:
+    """Where each class's samples sit in the population (public, fixed for a run).
+
+    The population is ``groups = keep_selected + variation_folds`` blocks, each holding
+    ``parents[c]`` samples of class 0, then of class 1, and so on.
+    """
+
+    samples_per_class: tuple[int, ...]
+    variation_folds: int = 1
+    keep_selected: bool = False
+
+    def __post_init__(self) -> None:
+        require(len(self.samples_per_class) >= 1
+                and all(isinstance(n, int) and n >= 1 for n in self.samples_per_class),
+                "samples_per_class", "one or more ints >= 1", self.samples_per_class)
+        require(isinstance(self.keep_selected, bool), "keep_selected", "a bool",
+                self.keep_selected)
+        for n in self.samples_per_class:
+            parents_per_class(n, self.variation_folds, self.keep_selected)
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.samples_per_class)
+
+    @property
+    def groups(self) -> int:
+        return self.variation_folds + int(self.keep_selected)
+
+    @property
+    def parents(self) -> tuple[int, ...]:
+        """Parents each class selects per iteration."""
+        return tuple(n // self.groups for n in self.samples_per_class)
+
+    @functools.cached_property
+    def labels(self) -> np.ndarray:
+        """``(N,)`` int32 class of every population slot."""
+        block = np.repeat(np.arange(self.num_classes, dtype=np.int32), self.parents)
+        return np.tile(block, self.groups)
+
+    @functools.cached_property
+    def members(self) -> np.ndarray:
+        """``(C, S)`` int32: each class's slots, ascending, -1 padded (``voting.class_index``)."""
+        return class_index(self.labels, self.num_classes)
 
 
-def next_population(
-    key: jax.Array,
-    generator: Generator,
-    samples: Samples,
-    labels: np.ndarray,
-    counts: np.ndarray,
-    *,
-    num_classes: int,
-    degree: float,
-    method: str = "sample",
-    variation_folds: int = 1,
-    keep_selected: bool = False,
-) -> tuple[Samples, np.ndarray]:
-    """Selects parents per class from ``counts`` and builds the next population from them.
+def select_parents(key: jax.Array, weights: jax.Array, layout: PopulationLayout, *,
+                   method: str = "sample") -> jax.Array:
+    """Slots of the next parents, class by class in the layout's order: ``(sum(parents),)``.
 
-    ``labels`` are the public class labels of the population (all zeros when unconditional).
-    Returns the new samples and their labels; class sizes are preserved.
+    Class ``c`` chooses ``layout.parents[c]`` of its own slots from ``weights`` (the
+    released, thresholded histogram) with key ``fold_in(key, c)``.
+    """
+    members = jnp.asarray(layout.members)
+    valid = members >= 0
+    most = max(layout.parents)
+    per_class = jax.vmap(lambda k, w, v: select(k, w, most, method=method, valid=v))
+    keys = jax.vmap(lambda c: jax.random.fold_in(key, c))(jnp.arange(layout.num_classes))
+    chosen = per_class(keys, weights[jnp.maximum(members, 0)], valid)
+    slots = jnp.take_along_axis(members, chosen, axis=1)
+    return jnp.concatenate([slots[c, :n] for c, n in enumerate(layout.parents)])
+
+
+def next_population(key: jax.Array, generator: Generator, samples: Samples,
+                    weights: jax.Array, layout: PopulationLayout, *, degree: float | jax.Array,
+                    method: str = "sample") -> Samples:
+    """The next population in the same layout: selected parents (if kept), then variations.
+
+    ``weights`` is the released, thresholded histogram; ``degree`` may be traced.
     """
     select_key, variation_key = jax.random.split(key)
-    parents = []
-    for c, members in enumerate(class_members(labels, num_classes)):
-        num = parents_per_class(len(members), variation_folds, keep_selected)
-        chosen = select(jax.random.fold_in(select_key, c), counts[members], num, method=method)
-        parents.append(members[np.asarray(chosen)])
-    parent_index = np.concatenate(parents)
-    selected = jax.tree.map(lambda leaf: leaf[parent_index], samples)
-    groups = [selected] if keep_selected else []
-    groups += [
-        generator.variation(jax.random.fold_in(variation_key, fold), selected, degree)
-        for fold in range(variation_folds)
-    ]
-    new_samples = jax.tree.map(lambda *leaves: jnp.concatenate(leaves), *groups)
-    return new_samples, np.tile(labels[parent_index], len(groups))
+    parents = select_parents(select_key, weights, layout, method=method)
+    selected = jax.tree.map(lambda leaf: leaf[parents], samples)
+    groups = [selected] if layout.keep_selected else []
+    groups += [generator.variation(jax.random.fold_in(variation_key, fold), selected, degree)
+               for fold in range(layout.variation_folds)]
+    return jax.tree.map(lambda *leaves: jnp.concatenate(leaves), *groups)

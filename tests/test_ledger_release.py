@@ -259,7 +259,7 @@ def test_sigma_in_ledger_equals_sigma_used_and_one_draw_per_event(noise_calls):
         assert len(noise_calls) == len(ledger.events) == t + 1
         event = ledger.events[-1]
         assert (event.mechanism, event.noise_multiplier, event.k) == ("discrete_gaussian", sigma, k)
-        assert noise_calls[-1] == (sigma * math.sqrt(k), (6,))  # one draw for the whole vector
+        assert noise_calls[-1] == (sigma * math.sqrt(k), 6)  # one draw for the whole vector
         assert event.source == "numpy PCG64 (seeded, not cryptographically secure)"
         assert event.seeded is True
         assert event == privacy.release_event(noise_multiplier=sigma, k=k, rng=rng)

@@ -64,28 +64,46 @@ def test_parents_per_class_needs_a_multiple():
         population.parents_per_class(9, 0, False)
 
 
-def test_next_population_keeps_classes_and_uses_only_voted_parents():
+def test_layout_keeps_class_blocks_in_every_group():
+    layout = population.PopulationLayout((4, 6), variation_folds=1, keep_selected=True)
+    assert layout.parents == (2, 3)
+    np.testing.assert_array_equal(layout.labels, [0, 0, 1, 1, 1, 0, 0, 1, 1, 1])
+    np.testing.assert_array_equal(layout.members, [[0, 1, 5, 6, -1, -1], [2, 3, 4, 7, 8, 9]])
+    with pytest.raises(ValueError, match="multiple"):
+        population.PopulationLayout((5,), keep_selected=True)
+
+
+def test_next_population_keeps_the_layout_and_uses_only_voted_parents():
     generator = ShiftGenerator()
+    layout = population.PopulationLayout((4, 4), keep_selected=True)
+    np.testing.assert_array_equal(layout.labels, [0, 0, 1, 1, 0, 0, 1, 1])
     samples = {"x": jnp.arange(8, dtype=jnp.float32)}
-    labels = np.array([0, 0, 0, 0, 1, 1, 1, 1])
-    counts = np.array([0, 0, 4, 0, 0, 1, 0, 0], np.float32)
-    new, new_labels = population.next_population(
-        jax.random.key(0), generator, samples, labels, counts, num_classes=2, degree=0.5,
-        method="rank", keep_selected=True)
-    np.testing.assert_array_equal(np.bincount(new_labels), [4, 4])
+    counts = jnp.array([0, 4, 0, 0, 0, 0, 1, 0], jnp.float32)
+    new = population.next_population(jax.random.key(0), generator, samples, counts, layout,
+                                     degree=0.5, method="rank")
     x = np.asarray(new["x"])
-    # Kept parents first (top 2 per class), then their variations (+ degree).
-    np.testing.assert_array_equal(x[:4], [2.0, 0.0, 5.0, 4.0])
+    # Kept parents first (top 2 per class: slots 1, 0 of class 0; 6, 2 of class 1), then
+    # their variations (+ degree).
+    np.testing.assert_array_equal(x[:4], [1.0, 0.0, 6.0, 2.0])
     np.testing.assert_array_equal(x[4:], x[:4] + 0.5)
 
 
 def test_next_population_sample_mode_draws_only_from_voted_candidates():
     generator = ShiftGenerator()
+    layout = population.PopulationLayout((6,), variation_folds=2)
     samples = {"x": jnp.arange(6, dtype=jnp.float32)}
-    labels = np.zeros(6, np.int64)
-    counts = np.array([0, 3, 0, 0, 7, 0], np.float32)
-    new, new_labels = population.next_population(
-        jax.random.key(1), generator, samples, labels, counts, num_classes=1, degree=0.0,
-        variation_folds=2)
-    assert new["x"].shape == (6,) and (new_labels == 0).all()
+    counts = jnp.array([0, 3, 0, 0, 7, 0], jnp.float32)
+    new = jax.jit(lambda s, c: population.next_population(
+        jax.random.key(1), generator, s, c, layout, degree=0.0))(samples, counts)
+    assert new["x"].shape == (6,)
     assert set(np.asarray(new["x"]).tolist()) <= {1.0, 4.0}
+
+
+def test_a_class_without_votes_falls_back_to_its_own_members_only():
+    """Unequal classes: padding slots of the smaller class are never chosen, and a class
+    whose counts are all zero draws uniformly from its own members."""
+    layout = population.PopulationLayout((2, 6))
+    counts = jnp.array([0, 0, 0, 0, 0, 0, 0, 5], jnp.float32)
+    parents = np.asarray(population.select_parents(jax.random.key(2), counts, layout))
+    assert len(parents) == 8
+    assert set(parents[:2]) <= {0, 1} and set(parents[2:]) == {7}

@@ -26,7 +26,8 @@ is recorded as such and makes a run NOT differentially private in its report.
 from pe_jax.privacy.accounting import epsilon, gdp_epsilon, noise_multiplier
 from pe_jax.privacy.ledger import NON_PRIVATE, BudgetExceededError, PrivacyLedger, ReleaseEvent
 from pe_jax.privacy.noise import noise_bound, sample_discrete_gaussian
-from pe_jax.privacy.histogram_release import Release, release, release_event, simulate_releases
+from pe_jax.privacy.histogram_release import (Release, draw_noise, release, release_event,
+                                              released_values, simulate_releases)
 
 __all__ = [
     "epsilon",
@@ -34,6 +35,8 @@ __all__ = [
     "gdp_epsilon",
     "release",
     "release_event",
+    "draw_noise",
+    "released_values",
     "simulate_releases",
     "Release",
     "PrivacyLedger",

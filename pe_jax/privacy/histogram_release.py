@@ -10,7 +10,10 @@ leaves a half-done release:
    whole vector (``noise.sample_discrete_gaussian``);
 4. ``ledger.record`` the release;
 5. return ``noisy = (counts + noise) / sqrt(k)`` and ``thresholded = max(noisy - threshold, 0)``
-   (post-processing) as float64 NumPy arrays.
+   (post-processing, ``released_values``) as float64 NumPy arrays.
+
+Steps 2-4 are ``draw_noise``, which the compiled PE step uses too: its noise is drawn, and
+recorded, before the step runs, and the step applies the same ``released_values``.
 
 Counts stay integers up to the noise: the vote weight 1/sqrt(k) is applied to the released
 values only, and a float histogram is refused rather than rounded (a float32 count above 2^24
@@ -36,7 +39,8 @@ from pe_jax.privacy import accounting
 from pe_jax.privacy.ledger import NON_PRIVATE, PrivacyLedger, ReleaseEvent
 from pe_jax.privacy.noise import check_rng, describe_source, sample_discrete_gaussian
 
-__all__ = ["Release", "release", "release_event", "simulate_releases", "MAX_COUNT"]
+__all__ = ["Release", "draw_noise", "release", "release_event", "released_values",
+           "simulate_releases", "MAX_COUNT"]
 
 # Largest vote count accepted: released values are float64, exact for integers up to 2^53,
 # and counts plus noise (< 1e10, see noise.MAX_SCALE) stay far inside int64.
@@ -52,6 +56,14 @@ class Release:
 
     noisy: np.ndarray
     thresholded: np.ndarray
+
+    @classmethod
+    def of(cls, noisy_counts: np.ndarray, k: int, threshold: float) -> Release:
+        """The released values of integer ``noisy_counts`` (counts + noise), read-only."""
+        noisy, thresholded = released_values(np.asarray(noisy_counts, np.int64), k, threshold)
+        noisy.flags.writeable = False
+        thresholded.flags.writeable = False
+        return cls(noisy=noisy, thresholded=thresholded)
 
 
 def _vote_counts(counts: Any) -> np.ndarray:
@@ -131,20 +143,44 @@ def release(counts: Any, *, noise_multiplier: float, threshold: float,
     if not isinstance(ledger, PrivacyLedger):
         raise ValueError(f"ledger must be a PrivacyLedger, got {type(ledger).__name__}")
     clean = _vote_counts(counts)
+    noise = draw_noise(event, ledger, clean.size, rng=rng)
+    return Release.of(clean + noise, event.k, threshold)
 
+
+def draw_noise(event: ReleaseEvent, ledger: PrivacyLedger, bins: int, *,
+               rng: np.random.Generator | None = None) -> np.ndarray:
+    """The integer noise of one release of ``bins`` counts: ``(bins,)`` int64.
+
+    ``ledger.check`` refuses the release (over budget, or mixing seeded and CSPRNG noise)
+    before anything is drawn; then the noise is drawn once and the release is recorded.
+    The noise does not depend on the data, so it can be drawn before the counts exist: the
+    compiled PE step takes it as an input (``pe_jax.step``), and ``release`` draws it here too.
+    A ``NON_PRIVATE`` event draws zeros. ``rng`` must be the generator ``event`` names.
+    """
+    if not isinstance(ledger, PrivacyLedger):
+        raise ValueError(f"ledger must be a PrivacyLedger, got {type(ledger).__name__}")
+    bins = check_int("bins", bins, 1)
+    if event.seeded != (check_rng(rng) is not None) and event.mechanism != NON_PRIVATE:
+        raise ValueError("rng must be a numpy Generator exactly when the event is seeded")
     ledger.check(event)
-    if non_private:
-        noise = np.zeros_like(clean)
+    if event.mechanism == NON_PRIVATE:
+        noise = np.zeros(bins, np.int64)
     else:
-        noise = sample_discrete_gaussian(event.noise_multiplier * math.sqrt(event.k),
-                                         clean.shape, rng=rng)
+        noise = sample_discrete_gaussian(event.noise_multiplier * math.sqrt(event.k), bins,
+                                         rng=rng)
     ledger.record(event)
+    return noise
 
-    noisy = _on_lattice(clean, noise, event.k)
-    thresholded = np.maximum(noisy - threshold, 0.0)
-    noisy.flags.writeable = False
-    thresholded.flags.writeable = False
-    return Release(noisy=noisy, thresholded=thresholded)
+
+def released_values(noisy_counts, k: int, threshold: float):
+    """``(noisy, thresholded)`` of integer ``noisy_counts = counts + noise``: post-processing.
+
+    ``noisy = noisy_counts / sqrt(k)`` (the vote weight, applied to released values only) and
+    ``thresholded = max(noisy - threshold, 0)``.  One implementation for the host release
+    (NumPy int64 -> float64) and the compiled step (JAX int32 -> float32).
+    """
+    noisy = noisy_counts / math.sqrt(k)
+    return noisy, (noisy - threshold).clip(min=0.0)
 
 
 def simulate_releases(counts: Any, *, noise_multiplier: float, repeats: tuple[int, ...],
@@ -164,9 +200,4 @@ def simulate_releases(counts: Any, *, noise_multiplier: float, repeats: tuple[in
     repeats = tuple(check_int("repeats", r, 1) for r in repeats)
     clean = _vote_counts(counts)
     noise = sample_discrete_gaussian(sigma * math.sqrt(k), (*repeats, clean.size), rng=rng)
-    return _on_lattice(clean, noise, k)
-
-
-def _on_lattice(counts: np.ndarray, noise: np.ndarray, k: int) -> np.ndarray:
-    """The released values ``(counts + noise) / sqrt(k)`` as float64 (the sum in int64)."""
-    return (counts + noise).astype(np.float64) / math.sqrt(k)
+    return released_values(clean + noise, k, 0.0)[0]
