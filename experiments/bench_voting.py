@@ -2,19 +2,31 @@
 
 Run (full grid, about 10 minutes on 2 CPU cores; ``--quick`` for a small grid)::
 
-    .venv/bin/python experiments/bench_voting.py [--quick] [--k 1] [--repeats 3]
+    .venv/bin/python experiments/bench_voting.py [--quick] [--k 1] [--repeats 3] \
+        [--shapes 40000x5000x512,...]
 
-For each (N_priv, N_syn, D) the table shows, measured side by side in the same
-run (these machines are shared and noisy, so the ratios are what count; the
-timed repeats of ours, float32, matmul and faiss take turns, and each time is
-their median):
+The header names the CPU (model and its bfloat16 flags) and what the default
+``screen=None`` decided from the hardware (``pe_jax.voting.bf16_probe``: the probe's
+float32 and screened block times, or ``PE_JAX_BF16_SCREEN`` if pinned).  For each
+(N_priv, N_syn, D) the table shows, measured side by side in the same run (these
+machines are shared and noisy, so the ratios are what count; the timed repeats of
+ours, float32, screened, matmul and faiss take turns, and each time is their median):
 
 * ``ours_s`` / ``GF/s``: wall time and achieved GFLOP/s of ``nn_histogram``
   (2 * N_priv * N_syn * D flops) at its defaults, after a warm-up call that
   compiles it;
-* ``screen_x``: ``nn_histogram(..., screen=False)`` (every block in float32)
-  time over ours: what the bfloat16 screen gains (1.00 where the default does
-  not screen); the run first checks that both give the same histogram;
+* ``screen``: whether the default screens at this shape (``on``/``off``);
+* ``f32_s`` and ``dflt_x``: ``nn_histogram(..., screen=False)`` (every block in
+  float32) time, and that time over ours: what the default gains;
+* ``forced_x``: ``screen=False`` time over ``screen=True`` time: what screening
+  would gain here whatever the default (< 1: it would lose); the run first checks
+  that all three give the same histogram;
+* flags: ``SLOWER`` where the default screens and took more than ``--tolerance``
+  longer than ``screen=False`` (the acceptance: no such shape; the run ends by
+  listing them).  Where the default does not screen it runs the very compiled
+  kernel ``screen=False`` runs, so it cannot be slower and ``dflt_x`` is timing
+  noise around 1.00; ``missed`` marks such a shape where ``screen=True`` was more
+  than ``--tolerance`` faster (a gain the default left, not a slowdown);
 * ``mm_GF/s`` and ``vs_mm``: plain ``jnp.matmul`` (N_priv, D) x (D, N_syn) and
   our GFLOP/s over its GFLOP/s.  When the float32 output would exceed
   ``--mm-max-gb`` the matmul runs on a block of ``--mm-rows`` private rows
@@ -44,6 +56,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from pe_jax import voting
+from pe_jax.voting import bf16_probe
+from pe_jax.voting.histogram import DEFAULT_TILES, _default_screen, _platform
 
 FULL_GRID = [
     (10_000, 2_000, 64),
@@ -53,6 +67,42 @@ FULL_GRID = [
     (200_000, 20_000, 512),
 ]
 QUICK_GRID = [(4_000, 1_000, 64), (20_000, 4_000, 256)]
+
+
+def _cpu_model() -> str:
+    """The CPU's model name and which bfloat16 instruction flags it reports."""
+    model, flags = "unknown CPU", set()
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                key, _, value = line.partition(":")
+                if key.strip() == "model name" and model == "unknown CPU":
+                    model = value.strip()
+                elif key.strip() == "flags" and not flags:
+                    flags = set(value.split())
+    except OSError:
+        pass
+    bf16 = [f for f in ("avx512_bf16", "amx_bf16", "amx_tile") if f in flags]
+    return f"{model}, {os.cpu_count()} cores visible, bf16 flags: {' '.join(bf16) or 'none'}"
+
+
+def _screen_decision() -> str:
+    """What screen=None decides on this backend above the size threshold, and why."""
+    pinned = os.environ.get(bf16_probe.ENV_VAR, "").strip().lower()
+    device = jax.devices()[0]
+    if pinned not in ("", "auto"):
+        pays = bf16_probe.bf16_pays(device, DEFAULT_TILES[_platform(None)])
+        return f"pinned by {bf16_probe.ENV_VAR}={pinned}: {'screens' if pays else 'never screens'}"
+    p = bf16_probe.probe(device, DEFAULT_TILES[_platform(None)])
+    return (f"probe on {device.device_kind}: float32 block {p.float32_s * 1e3:.2f} ms, screened "
+            f"{p.bfloat16_s * 1e3:.2f} ms, ratio {p.float32_s / p.bfloat16_s:.2f} (needs >= "
+            f"{bf16_probe.MIN_SPEEDUP}): {'screens' if p.pays else 'does not screen'} above the "
+            f"size threshold; probe took {p.cost_s:.2f} s")
+
+
+def _shape(text: str) -> tuple[int, int, int]:
+    n_priv, n_syn, dim = (int(v.replace("k", "000")) for v in text.lower().split("x"))
+    return n_priv, n_syn, dim
 
 
 def _median_time(fn, repeats: int) -> float:
@@ -89,7 +139,8 @@ def _rss_growth_mb(fn) -> float:
     return max(peak[0], _rss_mb(), start) - start
 
 
-def _numpy_votes(private: np.ndarray, synthetic: np.ndarray, k: int, block: int = 4096) -> np.ndarray:
+def _numpy_votes(private: np.ndarray, synthetic: np.ndarray, k: int,
+                 block: int = 4096) -> np.ndarray:
     """Blocked brute-force L2 k-NN votes in NumPy (float32 matmul, like faiss)."""
     sq = np.einsum("ij,ij->i", synthetic, synthetic)
     hist = np.zeros(len(synthetic), np.int64)
@@ -114,10 +165,13 @@ def _temp_mb(private: jax.Array, synthetic: jax.Array, k: int) -> float:
 
 def _interleaved_medians(fns: dict, repeats: int) -> dict:
     """Median wall time of each function, the repeats taken in turn so that load
-    changes on a shared machine hit every contender alike."""
+    changes on a shared machine hit every contender alike; each repeat starts one
+    contender later, so none always runs right after the same other one."""
     times = {name: [] for name in fns}
-    for _ in range(repeats):
-        for name, fn in fns.items():
+    names = list(fns)
+    for r in range(repeats):
+        for name in names[r % len(names):] + names[: r % len(names)]:
+            fn = fns[name]
             t0 = time.perf_counter()
             fn()
             times[name].append(time.perf_counter() - t0)
@@ -134,6 +188,8 @@ def bench_shape(n_priv: int, n_syn: int, dim: int, args, rng) -> dict:
     def ours(screen=None):
         return voting.nn_histogram(private, synthetic, k=args.k, screen=screen).block_until_ready()
 
+    row["screen"] = _default_screen(n_syn, dim)
+
     mm_rows = n_priv
     if 4.0 * n_priv * n_syn > args.mm_max_gb * 1e9:
         mm_rows = min(args.mm_rows, n_priv)
@@ -144,6 +200,7 @@ def bench_shape(n_priv: int, n_syn: int, dim: int, args, rng) -> dict:
     contenders = {
         "ours": ours,
         "float32": lambda: ours(screen=False),
+        "screened": lambda: ours(screen=True),
         "matmul": lambda: matmul(x_mm, synthetic).block_until_ready(),
     }
     try:
@@ -154,14 +211,23 @@ def bench_shape(n_priv: int, n_syn: int, dim: int, args, rng) -> dict:
         index = faiss.IndexFlatL2(dim)
         index.add(synthetic_np)
         contenders["faiss"] = lambda: index.search(private_np, args.k)
-    np.testing.assert_array_equal(ours(), ours(screen=False))  # the screen changes no vote
+    expected = ours(screen=False)  # the screen changes no vote
+    np.testing.assert_array_equal(ours(), expected)
+    np.testing.assert_array_equal(ours(screen=True), expected)
     for fn in contenders.values():
         fn()  # compile / warm up
     times = _interleaved_medians(contenders, args.repeats)
 
     row["ours_s"] = times["ours"]
     row["gflops"] = flops / row["ours_s"] / 1e9
-    row["screen_x"] = times["float32"] / times["ours"]
+    row["f32_s"] = times["float32"]
+    row["dflt_x"] = times["float32"] / times["ours"]
+    row["forced_x"] = times["float32"] / times["screened"]
+    # Where the default does not screen it runs the very kernel screen=False runs, so only a
+    # default that screens can be slower; a default that does not may miss a gain.
+    row["slower"] = row["screen"] and times["ours"] > (1 + args.tolerance) * times["float32"]
+    row["missed"] = (not row["screen"]
+                     and times["float32"] > (1 + args.tolerance) * times["screened"])
     row["temp_mb"] = _temp_mb(private, synthetic, args.k)
     row["mm_gflops"] = 2.0 * mm_rows * n_syn * dim / times["matmul"] / 1e9
     row["faiss_x"] = row["faiss_mb"] = None
@@ -173,7 +239,8 @@ def bench_shape(n_priv: int, n_syn: int, dim: int, args, rng) -> dict:
     rows_np = min(n_priv, args.numpy_rows)
     row["numpy_sub"] = rows_np != n_priv
     t0 = time.perf_counter()
-    row["numpy_mb"] = _rss_growth_mb(lambda: _numpy_votes(private_np[:rows_np], synthetic_np, args.k))
+    row["numpy_mb"] = _rss_growth_mb(
+        lambda: _numpy_votes(private_np[:rows_np], synthetic_np, args.k))
     np_s = time.perf_counter() - t0
     row["numpy_x"] = np_s * (n_priv / rows_np) / row["ours_s"]
     return row
@@ -187,34 +254,52 @@ def main() -> None:
     parser.add_argument("--mm-max-gb", type=float, default=2.0, help="max matmul output size")
     parser.add_argument("--mm-rows", type=int, default=16384, help="matmul row block beyond it")
     parser.add_argument("--numpy-rows", type=int, default=20000, help="NumPy row subsample")
+    parser.add_argument("--shapes", default="",
+                        help="extra comma-separated N_privxN_synxD shapes, e.g. 40000x5000x512")
+    parser.add_argument("--tolerance", type=float, default=0.05,
+                        help="flag a shape where the default is this much slower than screen=False")
     args = parser.parse_args()
     rng = np.random.default_rng(0)
-    grid = QUICK_GRID if args.quick else FULL_GRID
+    grid = list(QUICK_GRID if args.quick else FULL_GRID)
+    grid += [_shape(s) for s in args.shapes.split(",") if s.strip()]
 
-    print(f"jax {jax.__version__} on {jax.devices()[0].platform}, k={args.k}, median of {args.repeats}")
+    print(f"jax {jax.__version__} on {jax.devices()[0].platform}, k={args.k}, "
+          f"median of {args.repeats}")
+    print(f"CPU: {_cpu_model()}")
+    print(f"screen=None: {_screen_decision()}")
     header = (
-        f"{'N_priv x N_syn x D':>22} {'ours_s':>8} {'GF/s':>7} {'screen_x':>8} {'mm_GF/s':>8} {'vs_mm':>6} "
-        f"{'faiss_x':>8} {'numpy_x':>8} {'temp_MB':>8} {'faiss_MB':>9} {'numpy_MB':>9}"
+        f"{'N_priv x N_syn x D':>22} {'ours_s':>8} {'GF/s':>7} {'screen':>6} {'f32_s':>8} "
+        f"{'dflt_x':>7} {'forced_x':>8} {'mm_GF/s':>8} {'vs_mm':>6} {'faiss_x':>8} {'numpy_x':>8} "
+        f"{'temp_MB':>8} {'faiss_MB':>9} {'numpy_MB':>9}"
     )
     print(header)
     print("-" * len(header))
+    slower = []
     for n_priv, n_syn, dim in grid:
         r = bench_shape(n_priv, n_syn, dim, args, rng)
         faiss_x = "-" if r["faiss_x"] is None else f"{r['faiss_x']:.2f}"
         faiss_mb = "-" if r["faiss_mb"] is None else f"{r['faiss_mb']:.0f}"
         mm = f"{r['mm_gflops']:.1f}" + ("*" if r["mm_block"] else "")
         numpy_x = f"{r['numpy_x']:.2f}" + ("*" if r["numpy_sub"] else "")
+        if r["slower"]:
+            slower.append(r["shape"])
         print(
-            f"{r['shape']:>22} {r['ours_s']:8.3f} {r['gflops']:7.1f} {r['screen_x']:8.2f} {mm:>8} "
-            f"{r['gflops'] / r['mm_gflops']:6.2f} {faiss_x:>8} {numpy_x:>8} "
-            f"{r['temp_mb']:8.1f} {faiss_mb:>9} {r['numpy_mb']:9.0f}",
+            f"{r['shape']:>22} {r['ours_s']:8.3f} {r['gflops']:7.1f} "
+            f"{'on' if r['screen'] else 'off':>6} {r['f32_s']:8.3f} {r['dflt_x']:7.2f} "
+            f"{r['forced_x']:8.2f} {mm:>8} {r['gflops'] / r['mm_gflops']:6.2f} {faiss_x:>8} "
+            f"{numpy_x:>8} {r['temp_mb']:8.1f} {faiss_mb:>9} {r['numpy_mb']:9.0f}"
+            + ("  SLOWER" if r["slower"] else "") + ("  missed" if r["missed"] else ""),
             flush=True,
         )
     print(
         f"* mm: matmul on a {args.mm_rows}-row block (full output > {args.mm_max_gb} GB); "
         f"numpy: first {args.numpy_rows} rows, time scaled to N_priv.\n"
+        "dflt_x: screen=False time / default time; forced_x: screen=False time / screen=True "
+        "time (> 1 = the screen is faster).\n"
         "faiss_x / numpy_x: their time / ours (> 1 = we are faster)."
     )
+    print(f"default screened and was slower than screen=False by more than "
+          f"{args.tolerance:.0%}: " + (", ".join(slower) if slower else "no shape"))
 
 
 if __name__ == "__main__":

@@ -11,7 +11,6 @@ import pytest
 from test_voting import cosine_data, integer_data, reference_counts, to_counts
 
 from pe_jax.voting import METRICS, bf16_screen, nn_histogram, nearest, synthetic
-from pe_jax.voting.histogram import _default_screen
 
 
 def screened_and_float32(metric: str, private: np.ndarray, synthetic: np.ndarray, broken=False):
@@ -122,10 +121,6 @@ def test_screened_exact_ties_match_reference(metric, k):
     )
     expected = reference_counts(private, synthetic, k, metric)
     np.testing.assert_array_equal(to_counts(hist, k), expected)
-
-
-def test_default_screens_large_problems_only():
-    assert _default_screen(20_000, 512) and not _default_screen(2_000, 64)
 
 
 def test_screened_inside_outer_jit():

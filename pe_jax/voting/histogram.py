@@ -15,9 +15,10 @@ import jax.numpy as jnp
 import numpy as np
 
 from pe_jax._checks import check_int, require
+from pe_jax.voting import bf16_probe
 from pe_jax.voting.kernel import vote_counts
 from pe_jax.voting.layout import MAX_MAGNITUDE, PrivateBlocks, block_private, class_index
-from pe_jax.voting.metrics import METRICS
+from pe_jax.voting.metrics import METRICS, LinearScore
 
 __all__ = ["DEFAULT_TILES", "nn_histogram", "prepare_private", "vote"]
 
@@ -30,18 +31,29 @@ DEFAULT_TILES: Mapping[str, tuple[int, int]] = types.MappingProxyType(
     {"cpu": (512, 4096), "gpu": (4096, 16384), "tpu": (4096, 16384)}
 )
 
-# screen=None screens from this (class size) * D on.  Measured on the 2-core CPU, screened
-# over float32 time: 1.0-1.33 at (10k, 2k, 64), 0.91 at (20k, 10k, 32), 0.75 at
-# (20k, 10k, 64), 0.65-0.70 at D = 512.
+# screen=None screens from this (class size) * D on, where the hardware's bfloat16 matmuls
+# pay (pe_jax.voting.bf16_probe).  Below it the screen's fixed costs lose even there:
+# measured on a 2-core CPU with AMX-BF16, screened over float32 time: 1.0-1.33 at
+# (10k, 2k, 64), 0.91 at (20k, 10k, 32), 0.75 at (20k, 10k, 64), 0.65-0.70 at D = 512.
 _SCREEN_MIN_SIZE = 2**18
 
 # Counts are int32; a bin gets at most one vote per private row.
 _MAX_PRIVATE_ROWS = 2**31 - 1
 
 
-def _default_screen(n_syn: int, dim: int) -> bool:
-    """Whether ``screen=None`` screens: from ``n_syn * D >= _SCREEN_MIN_SIZE`` on."""
-    return n_syn * dim >= _SCREEN_MIN_SIZE
+def _default_screen(n_syn: int, dim: int, metric: str = "l2",
+                    mesh: jax.sharding.Mesh | None = None) -> bool:
+    """Whether ``screen=None`` screens classes of ``n_syn`` rows of ``D = dim`` features.
+
+    Only where the screen can apply (a :class:`LinearScore` metric), from
+    ``n_syn * D >= _SCREEN_MIN_SIZE`` on, and where the device's bfloat16 matmuls pay:
+    :func:`pe_jax.voting.bf16_probe.bf16_pays`, a probe timed once per process and device
+    kind (or pinned by ``PE_JAX_BF16_SCREEN``).  Never from size alone.
+    """
+    if not isinstance(METRICS[metric], LinearScore) or n_syn * dim < _SCREEN_MIN_SIZE:
+        return False  # no probe for problems the screen cannot help
+    device = jax.devices()[0] if mesh is None else mesh.devices.flat[0]
+    return bf16_probe.bf16_pays(device, DEFAULT_TILES[_platform(mesh)])
 
 
 def _as_matrix(name: str, a) -> jax.Array:
@@ -166,9 +178,9 @@ def vote(blocks: PrivateBlocks, synthetic, classes, *, k: int = 1, metric: str =
         smallest = int(jnp.min(jnp.sum(classes >= 0, axis=1)))
         require(smallest >= k, "k", f"at most the smallest class's synthetic rows ({smallest})", k)
     require(screen is None or isinstance(screen, bool), "screen", "True, False or None", screen)
-    if screen is None:
-        screen = _default_screen(classes.shape[1], dim)
     devices = _mesh_devices(mesh)
+    if screen is None:
+        screen = _default_screen(classes.shape[1], dim, metric, mesh)
     require(blocks.rows.shape[0] % devices == 0, "blocks",
             f"laid out for the mesh's {devices} devices (prepare_private(..., mesh=mesh))",
             f"{blocks.rows.shape[0]} blocks")
@@ -231,8 +243,11 @@ def nn_histogram(private, synthetic, *, k: int = 1, metric: str = "l2", private_
       synthetic_tile: maximum synthetic rows per block; ``None`` takes the platform default.
       screen: for the built-in metrics, rank every block with bfloat16 matmuls first and
         rescore in float32 only the rows whose ranking the rounding could change
-        (``pe_jax.voting.bf16_screen``).  The votes are the same either way.  ``None``
-        screens when (class size) x D >= 2**18; ``True`` always, ``False`` never.
+        (``pe_jax.voting.bf16_screen``).  The votes are the same either way; only speed
+        differs.  ``None`` screens when (class size) x D >= 2**18 and the device's
+        bfloat16 matmuls are clearly faster than its float32 ones, as timed once per
+        process and device kind (``pe_jax.voting.bf16_probe``; the environment variable
+        ``PE_JAX_BF16_SCREEN=1``/``0`` pins that answer); ``True`` always, ``False`` never.
 
     Returns:
       ``(N_syn,)`` int32 counts.
