@@ -11,6 +11,7 @@ rows and no others, so a run must hold them out too (``pe-jax run`` checks it).
 
 import numpy as np
 
+from pe_jax.data.source import ArraySource
 from pe_jax.data.types import LabelledImages
 
 DIGITS_MAX_VALUE = 16.0
@@ -29,3 +30,14 @@ def load_sklearn_digits() -> LabelledImages:
         labels=bunch.target.astype(np.int32),
         class_names=tuple(str(d) for d in range(10)),
     )
+
+
+def sklearn_digits_source() -> ArraySource:
+    """The digits as an :class:`~pe_jax.data.source.ImageSource` (1,797 rows, in memory)."""
+    digits = load_sklearn_digits()
+    description = {"kind": "sklearn_digits", "name": "digits",
+                   "origin": "sklearn.datasets.load_digits (UCI optical recognition of "
+                             "handwritten digits, test set)",
+                   "scaling": f"pixel / {DIGITS_MAX_VALUE:g}"}
+    return ArraySource(digits.images, digits.labels, digits.class_names, description,
+                       where="scikit-learn's digits")
