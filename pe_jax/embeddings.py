@@ -19,8 +19,10 @@ Registered embedders (``make_embedder(name, **options)``):
 ``from_config(config)`` builds ``config.embedding`` with the options a run config holds.
 
 Every embedder runs one jit-compiled function over fixed-size batches (``batch_size``; the last
-batch is padded, so at most two shapes compile), and with ``mesh=`` places each batch sharded
-over the mesh's first axis, with the model replicated; the features come back replicated.
+batch is padded, so at most two shapes compile), and with ``mesh=`` splits each batch's rows
+over all of the mesh's devices, with the model replicated; the features come back replicated
+(the conventions of ``pe_jax.sharding``; inside an outer ``jit`` each batch is constrained to
+the same layout).
 """
 
 import pathlib
@@ -31,6 +33,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from pe_jax import sharding
 from pe_jax._checks import check_int, require
 
 DEFAULT_BATCH_SIZE = 256
@@ -58,11 +61,10 @@ class BatchedEmbedder:
         self.batch_size = check_int("batch_size", batch_size, 1)
         self.mesh = mesh
         self._features = jax.jit(features)
-        if mesh is not None:
-            require(self.batch_size % mesh.size == 0, "batch_size",
-                    f"a multiple of the mesh's {mesh.size} devices", batch_size)
-            params = jax.device_put(params, jax.NamedSharding(mesh, jax.P()))
-        self._params = params
+        devices = sharding.device_count(mesh)
+        require(self.batch_size % devices == 0, "batch_size",
+                f"a multiple of the mesh's {devices} devices", batch_size)
+        self._params = sharding.replicate(params, mesh)
 
     def __call__(self, images: jax.Array) -> jax.Array:
         require(np.ndim(images) == 4, "images", "an array of shape (n, height, width, channels)",
@@ -70,22 +72,17 @@ class BatchedEmbedder:
         if isinstance(images, jax.core.Tracer):
             return self._traced(images)
         n = images.shape[0]
-        size = min(self.batch_size, max(n, 1))
-        if self.mesh is not None:
-            size = -(-size // self.mesh.size) * self.mesh.size
+        devices = sharding.device_count(self.mesh)
+        size = -(-min(self.batch_size, max(n, 1)) // devices) * devices
         outputs = []
         for start in range(0, max(n, 1), size):
             batch = jnp.asarray(images[start:start + size], jnp.float32)
             rows = batch.shape[0]
             if rows < size:
                 batch = jnp.pad(batch, ((0, size - rows), (0, 0), (0, 0), (0, 0)))
-            if self.mesh is not None:
-                batch = jax.device_put(batch, jax.NamedSharding(self.mesh,
-                                                                jax.P(self.mesh.axis_names[0])))
-            features = self._features(self._params, batch)
-            if self.mesh is not None:  # gather the rows before slicing off the padding
-                features = jax.device_put(features, jax.NamedSharding(self.mesh, jax.P()))
-            outputs.append(features[:rows])
+            features = self._features(self._params, sharding.shard_rows(batch, self.mesh))
+            # Gathered before the padding is sliced off.
+            outputs.append(sharding.replicate(features, self.mesh)[:rows])
         return outputs[0] if len(outputs) == 1 else jnp.concatenate(outputs)
 
     def _traced(self, images: jax.Array) -> jax.Array:
@@ -96,8 +93,10 @@ class BatchedEmbedder:
         batches = -(-n // size)
         padded = jnp.pad(images.astype(jnp.float32),
                          ((0, batches * size - n), (0, 0), (0, 0), (0, 0)))
-        features = jax.lax.map(lambda batch: self._features(self._params, batch),
-                               padded.reshape(batches, size, *images.shape[1:]))
+        mesh = sharding.auto(self.mesh) if size % sharding.device_count(self.mesh) == 0 else None
+        features = jax.lax.map(
+            lambda batch: self._features(self._params, sharding.shard_rows(batch, mesh)),
+            padded.reshape(batches, size, *images.shape[1:]))
         return features.reshape(batches * size, -1)[:n]
 
 

@@ -41,7 +41,7 @@ import jax.numpy as jnp
 import numpy as np
 from tqdm.auto import tqdm
 
-from pe_jax import population, privacy, step, voting
+from pe_jax import population, privacy, resume, step, voting
 from pe_jax._checks import check_int, require
 from pe_jax.apis import Generator, Samples
 from pe_jax.embeddings import Embedder
@@ -189,6 +189,7 @@ def run(
     noise_rng: np.random.Generator | None = None,
     progress: bool = True,
     fused: bool = False,
+    checkpoint: resume.RunCheckpoint | None = None,
 ) -> RunResult:
     """Runs T iterations of PE and returns the final population.
 
@@ -204,7 +205,9 @@ def run(
       ledger: records every release and refuses a run that would exceed its budget before
         the first release.
       callbacks: called after each iteration with an ``IterationResult``.
-      mesh: when given, voting shards the private rows over it.
+      mesh: run on its devices (``pe_jax.sharding``): the private blocks and the population
+        are split over them (the population size must be a multiple of its device count);
+        the results equal those without a mesh.
       noise_rng: a seeded NumPy generator for reproducible research noise: anyone with the
         seed can recompute the noise, so the ledger marks such releases as seeded, the
         privacy report says the run is NOT differentially private, and a ledger never mixes
@@ -214,22 +217,44 @@ def run(
       fused: draw all T noise vectors first (recording all T releases) and run the T
         iterations as one ``lax.scan``; the callbacks run after it, and it holds every
         iteration's population in memory at once.
+      checkpoint: saves each iteration's noise as soon as it is drawn and the state after
+        each iteration (``pe_jax.resume``); a run given the checkpoint of an interrupted one
+        continues it, re-using recorded noise instead of drawing again. Not with ``fused``.
     """
+    require(not (fused and checkpoint is not None), "checkpoint",
+            "None with fused=True (the scan keeps no per-iteration state)", "a checkpoint")
     layout = config.layout
     event = privacy.release_event(noise_multiplier=config.noise_multiplier, k=config.k,
                                   rng=noise_rng, non_private=config.non_private)
     _check_noise_fits_int32(event, len(private_images))
-    ledger.check(event, times=config.iterations)  # the whole run, before any private data
+    done = drawn = 0  # iterations finished / noise vectors drawn, before this call
+    if checkpoint is not None:
+        done = checkpoint.iteration
+        drawn = done + checkpoint.pending_draws(after=done)
+        _restore_noise_rng(noise_rng, checkpoint.noise_rng_state())
+    if drawn < config.iterations:  # the rest of the run, before any private data
+        ledger.check(event, times=config.iterations - drawn)
+    # Epsilon after each release whose noise was recorded before an interruption.
+    recorded = ledger.epsilon_history()[len(ledger) - (drawn - done):] if drawn > done else []
     private = _embed_private(embedder, private_images, private_labels, config, mesh)
     state = step.initial_state(key, generator, layout, conditional=private_labels is not None)
+    if checkpoint is not None:
+        state = checkpoint.restore(state)
+    state = step.place_state(state, mesh)  # the step's layout on the mesh (none without one)
     degrees = jnp.asarray(config.degrees, jnp.float32)
 
-    def draw() -> tuple[np.ndarray, float]:
-        """One iteration's noise (ledger checked and recorded), and the epsilon after it."""
+    def draw(t: int) -> tuple[np.ndarray, float]:
+        """The noise of iteration ``t`` (ledger checked and recorded; or, when it was drawn
+        before an interruption, the recorded noise), and the epsilon after its release."""
+        if t <= drawn:
+            return checkpoint.pending_noise(t), recorded[t - done - 1]
         noise = privacy.draw_noise(event, ledger, len(layout.labels), rng=noise_rng)
+        if checkpoint is not None:
+            checkpoint.noise_drawn(t, noise, noise_rng)
         return noise, ledger.epsilon_spent()
 
-    bar = tqdm(total=config.iterations, desc="PE", unit="iter", disable=not progress)
+    bar = tqdm(total=config.iterations, initial=done, desc="PE", unit="iter",
+               disable=not progress)
 
     def report(t: int, samples: Samples, noisy_counts: jax.Array, spent: float) -> None:
         released = privacy.Release.of(np.asarray(noisy_counts), config.k, config.threshold)
@@ -246,26 +271,42 @@ def run(
         # Compiled before any noise is drawn: a shape or type error costs no privacy.
         scan = scan.lower(state, private, jax.ShapeDtypeStruct(
             (config.iterations, *noise_shape.shape), jnp.int32), degrees).compile()
-        noises, spent = zip(*(draw() for _ in range(config.iterations)))
+        noises, spent = zip(*(draw(t) for t in range(1, config.iterations + 1)))
         state, (populations, outputs) = scan(state, private, _on_device(np.stack(noises)),
                                              degrees)
         for t in range(1, config.iterations + 1):
             report(t, jax.tree.map(lambda leaf: leaf[t - 1], populations),
                    outputs.noisy_counts[t - 1], spent[t - 1])
-    else:
+    elif done < config.iterations:
         one_step = step.make_step(generator, embedder, layout, config.step_settings, mesh)
         one_step = one_step.lower(state, private, noise_shape, degrees[0]).compile()
-        noise, spent = draw()
-        for t in range(1, config.iterations + 1):
+        noise, spent = draw(done + 1)
+        for t in range(done + 1, config.iterations + 1):
             state, output = one_step(state, private, _on_device(noise), degrees[t - 1])
-            done = spent
+            spent_t = spent
             if t < config.iterations:  # drawn on the host while the device runs step t
-                noise, spent = draw()
+                noise, spent = draw(t + 1)
             # The next step donates the state: callbacks get their own copy to keep.
             samples = jax.tree.map(jnp.copy, state.samples) if callbacks else state.samples
-            report(t, samples, output.noisy_counts, done)
+            report(t, samples, output.noisy_counts, spent_t)
+            if checkpoint is not None:
+                checkpoint.save(state, t, draws=max(drawn, min(t + 1, config.iterations)),
+                                noise_rng=noise_rng)
     bar.close()
     return RunResult(samples=state.samples, labels=layout.labels, ledger=ledger)
+
+
+def _restore_noise_rng(noise_rng: np.random.Generator | None,
+                       saved: tuple[int, dict | None]) -> None:
+    """Puts a seeded noise generator back where the interrupted run left it."""
+    draws, saved = saved
+    if draws == 0:
+        return
+    require((noise_rng is None) == (saved is None), "noise_rng",
+            "what the interrupted run used (a seeded generator, or None for the CSPRNG)",
+            "the other kind")
+    if noise_rng is not None:
+        noise_rng.bit_generator.state = saved
 
 
 def _on_device(noise: np.ndarray) -> jax.Array:

@@ -87,7 +87,8 @@ NEIGHBOURS: Final = {
 def privacy_report(ledger: privacy.PrivacyLedger, *, target_epsilon: float | None,
                    private_data: dict[str, Any], public: dict[str, dict[str, Any]],
                    non_private_outputs: dict[str, str] | None = None,
-                   run_start: int = 0) -> dict:
+                   run_start: int = 0, shared_ledger: bool = True,
+                   planned_iterations: int | None = None) -> dict:
     """The run's privacy guarantee, per iteration and in total, as JSON-safe values.
 
     ``private_data`` describes the rows the guarantee protects: ``{"description": one plain
@@ -98,6 +99,9 @@ def privacy_report(ledger: privacy.PrivacyLedger, *, target_epsilon: float | Non
     output folder to one sentence on what it holds that the guarantee does not cover (e.g.
     metrics on held-out rows). The run's releases are the ledger's events from ``run_start``
     on; earlier ones came from earlier runs sharing the ledger (``pe-jax run --ledger``).
+    ``shared_ledger=False`` says the ledger's file (if any) is the run's own, not one that
+    runs share. ``planned_iterations`` marks the report of a run that has not finished (it
+    is going on, or was interrupted) and says how many iterations it plans; None: finished.
 
     A run is NOT differentially private if any of its releases had no noise or seeded noise
     (``not_private_because`` says which); its epsilon is then null.
@@ -116,7 +120,11 @@ def privacy_report(ledger: privacy.PrivacyLedger, *, target_epsilon: float | Non
     private = not reasons
     history = ledger.epsilon_history(run_start) if private else None
     composed_private = not _not_private_reasons(ledger.events)
+    if planned_iterations is not None:
+        planned_iterations = check_int("planned_iterations", planned_iterations, 1)
     return {
+        "complete": planned_iterations is None,
+        "planned_iterations": planned_iterations,
         # JSON has no infinity: a run that is not private has epsilon null.
         "differentially_private": private,
         "not_private_because": reasons,
@@ -142,7 +150,7 @@ def privacy_report(ledger: privacy.PrivacyLedger, *, target_epsilon: float | Non
         "public": public,
         "non_private_outputs": outputs,
         "composed": {
-            "ledger_file": None if ledger.path is None else str(ledger.path),
+            "ledger_file": None if ledger.path is None or not shared_ledger else str(ledger.path),
             "releases_before_this_run": run_start,
             "releases": len(ledger),
             "differentially_private": composed_private,
@@ -221,7 +229,13 @@ def write_privacy_report(out_dir: pathlib.Path, report: dict) -> None:
 def _privacy_text(report: dict) -> str:
     """The report in words: guarantee, protected rows, mechanism, ledger, what is public."""
     epsilon, delta, data = report["epsilon"], report["delta"], report["private_data"]
-    lines = ["PRIVACY REPORT", "", "Guarantee"]
+    lines = ["PRIVACY REPORT", ""]
+    if not report["complete"]:
+        lines += [f"INCOMPLETE: the run plans {report['planned_iterations']} iterations and "
+                  f"has recorded {report['iterations']} releases so far. It was interrupted or "
+                  "is still going; everything below covers the releases recorded so far "
+                  "(pe-jax run --resume <this folder> continues it).", ""]
+    lines.append("Guarantee")
     if report["differentially_private"]:
         change = ("added or removed" if report["adjacency"] == "add_remove" else
                   "replaced by another")

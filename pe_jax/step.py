@@ -19,6 +19,15 @@ the private class sizes. The state is donated: the population is updated in plac
 
 Randomness: iteration ``t`` uses ``fold_in(state.key, t)`` only, so it is a pure function of
 the key, ``t`` and its inputs, and a resumed run reproduces an uninterrupted one.
+
+On a mesh (``pe_jax.sharding``: rows over all devices, compiled code on the mesh's Auto
+view) the population is sharded over the devices for generation and embedding, its
+embeddings are gathered (replicated) for the vote, each device votes with its shard of the
+private blocks and a ``psum`` adds the integer counts; the released counts are replicated.
+The population size must be a multiple of the device count. Place the first state with
+:func:`place_state` (``initial_state(..., mesh=mesh)`` does), so that every step's input
+and output layouts agree and the step compiles once. Every row is computed the same way on
+any number of devices, so a run on a mesh equals the single-device run bitwise.
 """
 
 from __future__ import annotations
@@ -30,13 +39,14 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from pe_jax import population, privacy, voting
+from pe_jax import population, privacy, sharding, voting
+from pe_jax._checks import require
 from pe_jax.apis import Generator, Samples
 from pe_jax.embeddings import Embedder
 from pe_jax.population import PopulationLayout
 
 __all__ = ["PEState", "Step", "StepOutput", "StepSettings", "initial_state", "make_scan",
-           "make_step"]
+           "make_step", "place_state"]
 
 
 @jax.tree_util.register_dataclass
@@ -61,14 +71,35 @@ class StepOutput(NamedTuple):
 
 
 def initial_state(key: jax.Array, generator: Generator, layout: PopulationLayout, *,
-                  conditional: bool) -> PEState:
-    """``S_0 = random(N)`` from ``fold_in(key, 0)``: public generator only."""
+                  conditional: bool, mesh: jax.sharding.Mesh | None = None) -> PEState:
+    """``S_0 = random(N)`` from ``fold_in(key, 0)``: public generator only.
+
+    With ``mesh`` the state is laid out as the step keeps it (:func:`place_state`).
+    """
     labels = jnp.asarray(layout.labels) if conditional else None
     samples = generator.random(jax.random.fold_in(key, 0), len(layout.labels), labels)
     # Every leaf its own buffer: the step donates the state, and a generator may return the
     # labels it was given as a leaf of its samples.
-    return jax.tree.map(jnp.copy, PEState(samples, jnp.asarray(layout.labels), key,
-                                          jnp.int32(0)))
+    state = jax.tree.map(jnp.copy, PEState(samples, jnp.asarray(layout.labels), key,
+                                           jnp.int32(0)))
+    return state if mesh is None else place_state(state, mesh)
+
+
+def place_state(state: PEState, mesh: jax.sharding.Mesh | None) -> PEState:
+    """``state`` laid out as the step keeps it on ``mesh``: the population (samples and
+    labels) sharded by rows over its devices, the key and the iteration replicated.
+
+    Eagerly it places the arrays; inside ``jax.jit`` it constrains them.
+    """
+    if mesh is None:
+        return state
+    mesh = sharding.auto(mesh)
+    n = len(state.labels)
+    require(n % sharding.device_count(mesh) == 0, "population size (sum of samples_per_class)",
+            f"a multiple of the mesh's {sharding.device_count(mesh)} devices", n)
+    samples, labels = sharding.shard_rows((state.samples, state.labels), mesh)
+    key, iteration = sharding.replicate((state.key, state.iteration), mesh)
+    return PEState(samples, labels, key, iteration)
 
 
 def embed_population(key: jax.Array, generator: Generator, embedder: Embedder,
@@ -102,21 +133,28 @@ Step = Callable[[PEState, voting.PrivateBlocks, jax.Array, jax.Array],
 def _step_function(generator: Generator, embedder: Embedder, layout: PopulationLayout,
                    settings: StepSettings, mesh: jax.sharding.Mesh | None) -> Step:
     """The step as a plain traceable function (see :func:`make_step`)."""
+    mesh = sharding.auto(mesh)
+    devices = sharding.device_count(mesh)
+    require(len(layout.labels) % devices == 0, "population size (sum of samples_per_class)",
+            f"a multiple of the mesh's {devices} devices", len(layout.labels))
 
     def step(state: PEState, private: voting.PrivateBlocks, noise: jax.Array,
              degree: jax.Array) -> tuple[PEState, StepOutput]:
+        state = place_state(state, mesh)  # the population sharded for generation and embedding
         t = state.iteration + 1
         embed_key, next_key = jax.random.split(jax.random.fold_in(state.key, t))
         synthetic = embed_population(embed_key, generator, embedder, state.samples, degree,
                                      settings.lookahead)
+        synthetic = sharding.replicate(synthetic, mesh)  # gathered: every device votes over all
         counts = voting.vote(private, synthetic, layout.members, k=settings.k,
                              metric=settings.metric, mesh=mesh, screen=settings.screen)
         noisy_counts = counts + noise.astype(jnp.int32)
         _, thresholded = privacy.released_values(noisy_counts, settings.k, settings.threshold)
-        samples = population.next_population(next_key, generator, state.samples, thresholded,
-                                             layout, degree=degree, method=settings.selection)
-        return (PEState(samples, state.labels, state.key, t),
-                StepOutput(noisy_counts, thresholded))
+        output = sharding.replicate(StepOutput(noisy_counts, thresholded), mesh)
+        samples = population.next_population(next_key, generator, state.samples,
+                                              output.thresholded, layout, degree=degree,
+                                              method=settings.selection)
+        return place_state(PEState(samples, state.labels, state.key, t), mesh), output
 
     return step
 
@@ -128,7 +166,8 @@ def make_step(generator: Generator, embedder: Embedder, layout: PopulationLayout
     ``private`` are the laid-out private embeddings (``voting.prepare_private`` with
     ``layout.num_classes`` classes), ``noise`` the ``(N_syn,)`` integer noise of this
     iteration (``privacy.draw_noise``) and ``degree`` the variation degree (a float32 scalar,
-    traced).
+    traced). With ``mesh``, see the module docstring: place the first state with
+    :func:`place_state` and the private blocks with ``prepare_private(..., mesh=mesh)``.
     """
     return jax.jit(_step_function(generator, embedder, layout, settings, mesh),
                    donate_argnums=0)

@@ -23,7 +23,7 @@ split once (``nnx.split``) and its state passed into a ``jax.jit`` with the UNet
 ``compiler_options()`` (on CPU: XLA's multi-threaded convolutions); the degree is a traced
 value, so PE's changing degrees never recompile, and both APIs can be called inside a larger
 ``jax.jit`` (which then compiles with its own options). With ``mesh``, batches are sharded
-over all of the mesh's axes.
+over all of the mesh's devices (``pe_jax.sharding``).
 """
 
 import dataclasses
@@ -37,7 +37,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 import pe_jax
-from pe_jax import checkpoints
+from pe_jax import checkpoints, sharding
 from pe_jax._checks import check_int, require
 from pe_jax.diffusion.sampling import ddim_sample
 from pe_jax.diffusion.schedules import NoiseSchedule, make_schedule
@@ -75,7 +75,8 @@ class DiffusionGenerator:
       eta: DDIM stochasticity, 0 (deterministic given the start noise) to 1 (DDPM).
       guidance: classifier-free guidance scale for labelled samples of a class-conditional
         model (1 = none).
-      mesh: when given, batches are sharded over all its axes (n should divide evenly).
+      mesh: when given, batches are sharded over all its devices (n should divide
+        evenly).
     """
 
     def __init__(self, model: UNet, schedule: NoiseSchedule, *, steps: int = 50,
@@ -87,12 +88,9 @@ class DiffusionGenerator:
         self.config: UNetConfig = model.config
         self.schedule = schedule
         self._graphdef, self._state = nnx.split(model)
-        sharding = None
-        if mesh is not None:  # GSPMD propagation from the batch layout, whatever the axis types
-            auto = jax.sharding.Mesh(mesh.devices, mesh.axis_names,
-                                     axis_types=(jax.sharding.AxisType.Auto,) * mesh.devices.ndim)
-            sharding = jax.NamedSharding(auto, jax.P(mesh.axis_names))
-        self._options = _Options(steps, float(eta), float(guidance), sharding)
+        # GSPMD propagation from the batch layout, whatever the mesh's axis types.
+        batches = None if mesh is None else sharding.data_sharding(sharding.auto(mesh))
+        self._options = _Options(steps, float(eta), float(guidance), batches)
 
     @classmethod
     def from_checkpoint(cls, directory: str | pathlib.Path, **sampling_options: Any

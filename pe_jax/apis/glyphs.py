@@ -466,6 +466,8 @@ def _render_images(
     ink = jnp.clip(0.5 - (field - per_sample(samples.weight)) / step, 0.0, 1.0)
     # Box of one output pixel convolved with the blur Gaussian, applied separably.
     weights = _box_gaussian_weights(samples.blur * r, jnp.arange(r) + 0.5, points) / s
-    out = jnp.einsum("nig,ngh,njh->nij", weights, ink, weights)
+    # W ink W^T as two batched matmuls: the one three-operand einsum became a batched dot
+    # with transposed operands that XLA's CPU backend ran about 4x slower.
+    out = jnp.matmul(jnp.matmul(weights, ink), jnp.swapaxes(weights, 1, 2))
     out = jnp.clip(out * samples.intensity[:, None, None], 0.0, 1.0)
     return out[..., None].astype(jnp.float32)

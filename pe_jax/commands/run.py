@@ -4,22 +4,36 @@
 synthetic samples (``samples.npz``, PNG grids) and the privacy report (``privacy.json``,
 ``privacy.txt``) to a new output folder. Without ``--config`` it runs the embedded default,
 ``pe_jax/configs/digits.py``. With ``--ledger`` the run's releases are appended to a ledger
-file shared by runs on the same private data, so that repeated runs compose.
+file shared by runs on the same private data, so that repeated runs compose; without it the
+run keeps its own ledger in ``ledger.json``. It runs on all local devices (``--devices N``:
+the first N), with the same results on any number of them.
+
+Nothing spent is lost to an interruption. The ledger is written at each release, the privacy
+report and the iteration's picture after each iteration, and the final samples and report
+before any final metrics. Until the run ends the folder holds an ``INCOMPLETE`` marker and a
+hidden ``.resume/`` checkpoint (``pe_jax.resume``); Ctrl-C or SIGTERM prints the command that
+continues the run, ``pe-jax run --resume DIR``, which finishes it exactly as an uninterrupted
+run would have, or refuses, before any release, if the config, the data, the public models
+or the build changed.
 """
 
 import argparse
 import math
 import pathlib
+import signal
+import sys
 from typing import TYPE_CHECKING
 
 import ml_collections
 
 from pe_jax.commands import add_config_arguments, output_dir
-from pe_jax.configs import DEFAULT_CONFIG, load_config
+from pe_jax.configs import DEFAULT_CONFIG, load_config, load_saved_config
 from pe_jax.data.digits import TUNING_HELDOUT
 from pe_jax.data.types import LabelledImages
 
 if TYPE_CHECKING:
+    import jax
+
     from pe_jax.evolve import PEConfig
     from pe_jax.privacy import PrivacyLedger
 
@@ -28,6 +42,10 @@ HELP = "run Private Evolution and write its outputs"
 DATASETS = ("sklearn_digits",)
 # The run's neighbouring relation: data sets that differ by one private row added or removed.
 ADJACENCY = "add_remove"
+CONFIG_FILE = "config.json"
+LEDGER_FILE = "ledger.json"
+INCOMPLETE_FILE = "INCOMPLETE"
+INTERRUPTED_STATUS = 130
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -47,15 +65,43 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
              "(default: no limit; the composed total is still reported); an existing file "
              "keeps the budget it was created with. Each run also stays within its own "
              "config epsilon")
+    parser.add_argument(
+        "--resume", type=pathlib.Path, default=None, metavar="DIR",
+        help="continue the interrupted run in the output folder DIR with its own config "
+             "(DIR/config.json); the result and ledger are those of an uninterrupted run. "
+             "Refused, before any release, if a --set, --config, the data, the public models "
+             "or the build differ from the interrupted run's")
+    parser.add_argument(
+        "--devices", type=int, default=None, metavar="N",
+        help="run on the first N local devices (default: all of them), with the private rows "
+             "and the population split over them; the results do not depend on N. When the "
+             "population does not split evenly over N devices, the run uses the most of them "
+             "that it does split over, and says so")
 
 
 def execute(args: argparse.Namespace) -> int:
     from pe_jax import reporting
 
-    config = load_config(args.config, args.set)
-    out = output_dir(args.out, config.name)
-    report = run_command(config, out, progress=not args.quiet, ledger_path=args.ledger,
-                         ledger_budget=args.ledger_budget)
+    if args.resume is not None:
+        out = args.resume
+        config = (load_saved_config(out / CONFIG_FILE, args.set)
+                  if args.config == str(DEFAULT_CONFIG) else load_config(args.config, args.set))
+        if args.out is not None and pathlib.Path(args.out) != out:
+            raise ValueError("--out names a new run's folder; --resume continues the run in "
+                             "its own folder, so give one or the other")
+    else:
+        config = load_config(args.config, args.set)
+        out = output_dir(args.out, config.name)
+    previous = signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        report = run_command(config, out, progress=not args.quiet, ledger_path=args.ledger,
+                             ledger_budget=args.ledger_budget, resume=args.resume is not None,
+                             devices=args.devices)
+    except KeyboardInterrupt:
+        print(_interrupted(out), file=sys.stderr)
+        return INTERRUPTED_STATUS
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     print(f"wrote {out}: {reporting.guarantee(report)}, T = {report['iterations']}, "
           f"sigma = {report['noise_multiplier'][0]:.4g}")
     composed = report["composed"]
@@ -65,29 +111,59 @@ def execute(args: argparse.Namespace) -> int:
     return 0
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    """SIGTERM ends the run the way Ctrl-C does."""
+    raise KeyboardInterrupt
+
+
+def _interrupted(out: pathlib.Path) -> str:
+    """The one line printed when a run is interrupted."""
+    from pe_jax import resume
+
+    if not (out / resume.FOLDER).is_dir():
+        return "pe-jax: interrupted before the run started; nothing was released"
+    return (f"pe-jax: interrupted; what was spent is recorded in {out}; continue with: "
+            f"pe-jax run --resume {out}")
+
+
 def run_command(config: ml_collections.ConfigDict, out: pathlib.Path, progress: bool,
                 ledger_path: pathlib.Path | None = None,
-                ledger_budget: float | None = None) -> dict:
+                ledger_budget: float | None = None, resume: bool = False,
+                devices: int | None = None) -> dict:
     """Runs PE as the config says and writes its outputs; returns the privacy report.
 
-    ``ledger_path`` / ``ledger_budget``: see ``--ledger`` and ``--ledger-budget``. The ledger
-    is opened and the whole run checked against its budget before any private data is read.
+    ``ledger_path`` / ``ledger_budget``: see ``--ledger`` and ``--ledger-budget``. A shared
+    ledger is opened and the whole run checked against its budget before any private data is
+    read. ``resume``: continue the interrupted run in ``out`` (``--resume``). ``devices``:
+    how many local devices to run on (``--devices``; default all, see :func:`run_mesh`).
     """
     import jax
+    import numpy as np
 
     from pe_jax import embeddings, evolve, privacy, reporting
+    from pe_jax import resume as checkpoints
     from pe_jax.apis.factory import make_generator
     from pe_jax.data import load_sklearn_digits
     from pe_jax.metrics.callbacks import make_callbacks
 
     if config.data not in DATASETS:
         raise ValueError(f"data must be one of {DATASETS}; got {config.data!r}")
+    devices = _check_devices(devices)
+    seed = config.get("noise_seed", -1)
+    if not (isinstance(seed, int) and seed >= -1):
+        raise ValueError(f"noise_seed must be -1 (CSPRNG) or a seed >= 0; got {seed!r}")
+    noise_rng = None if seed == -1 else np.random.default_rng(seed)
     sigma = privacy.noise_multiplier(config.epsilon, config.delta, config.iterations, k=config.k)
-    reporting.check_output_dir(out)  # before the ledger file: a refused --out creates none
-    ledger = _ledger(config, ledger_path, ledger_budget)
-    run_start = len(ledger)
-    ledger.check(privacy.release_event(noise_multiplier=sigma, k=config.k),
-                 times=config.iterations)
+    event = privacy.release_event(noise_multiplier=sigma, k=config.k, rng=noise_rng)
+    shared = ledger_path is not None
+    if resume:
+        ledger_path = _resumed_ledger(out, ledger_path, ledger_budget)
+        ledger, run_start = None, None
+    else:
+        reporting.check_output_dir(out)  # before the ledger file: a refused --out creates none
+        ledger = _ledger(config, ledger_path, ledger_budget)
+        run_start = len(ledger)
+        ledger.check(event, times=config.iterations)
     private, reference = _private_and_reference(load_sklearn_digits(), config)
     pe_config = evolve.PEConfig(
         iterations=config.iterations,
@@ -106,36 +182,143 @@ def run_command(config: ml_collections.ConfigDict, out: pathlib.Path, progress: 
     generator, generator_description = make_generator(config, private.class_names,
                                                       private.images.shape[1])
     embedder = embeddings.from_config(config)
-    out = reporting.prepare_output_dir(out)
-    (out / "config.json").write_text(config.to_json(indent=2) + "\n")
-    (out / "iterations").mkdir()
-
-    def save_grid(result: evolve.IterationResult) -> None:
-        reporting.save_image_grid(out / "iterations" / f"iter_{result.iteration:03d}.png",
-                                  generator.images(result.samples), result.labels,
-                                  private.num_classes)
-
-    metric_callbacks = make_callbacks(
-        config, out, generator=generator, num_classes=private.num_classes,
-        reference_images=reference.images, reference_labels=reference.labels)
-    result = evolve.run(
-        jax.random.key(config.seed), pe_config, generator=generator, embedder=embedder,
-        private_images=private.images, private_labels=private.labels, ledger=ledger,
-        callbacks=[save_grid, *metric_callbacks], progress=progress)
-    images = generator.images(result.samples)
-    reporting.save_samples(out / "samples.npz", images, result.labels, private.class_names)
-    reporting.save_image_grid(out / "samples.png", images, result.labels, private.num_classes)
+    mesh = run_mesh(devices, len(pe_config.layout.labels))
+    fingerprint = checkpoints.build_fingerprint(
+        config.to_dict(), checkpoints.sha256_arrays(private.images, private.labels),
+        checkpoints.sha256_files(_public_model_files(config, generator)))
+    if resume:
+        checkpoint = checkpoints.RunCheckpoint.open(out, fingerprint)
+        shared = checkpoint.run["shared_ledger"]
+        ledger = _ledger(config, ledger_path if shared else out / LEDGER_FILE,
+                         None if shared else config.epsilon)
+        run_start = checkpoint.run["run_start"]
+    else:
+        out = reporting.prepare_output_dir(out)
+        (out / INCOMPLETE_FILE).write_text(
+            "This run has not finished: its outputs are partial. Continue it with\n"
+            f"  pe-jax run --resume {out}\n")
+        (out / CONFIG_FILE).write_text(config.to_json(indent=2) + "\n")
+        (out / "iterations").mkdir()
+        if not shared:  # the run's own ledger, written at each release
+            ledger = privacy.PrivacyLedger.open(out / LEDGER_FILE, delta=config.delta,
+                                                adjacency=ADJACENCY,
+                                                epsilon_budget=config.epsilon)
+        checkpoint = checkpoints.RunCheckpoint.create(
+            out, fingerprint, run={"shared_ledger": shared, "run_start": run_start,
+                                   "ledger_file": str(ledger.path.absolute())})
     private_data, public = _report_inputs(config, private, reference, pe_config,
                                           generator_description)
     non_private_outputs = {"metrics/": (
         f"quality metrics ({config.metrics}) measured without noise on the "
         f"{len(reference.labels)} held-out real rows: statistics of those rows, which the "
         "guarantee does not cover")} if config.get("metrics", "") else {}
-    report = reporting.privacy_report(
-        ledger, target_epsilon=config.epsilon, private_data=private_data, public=public,
-        non_private_outputs=non_private_outputs, run_start=run_start)
-    reporting.write_privacy_report(out, report)
+
+    def write_report(complete: bool = False) -> dict:
+        report = reporting.privacy_report(
+            ledger, target_epsilon=config.epsilon, private_data=private_data, public=public,
+            non_private_outputs=non_private_outputs, run_start=run_start,
+            shared_ledger=shared, planned_iterations=None if complete else config.iterations)
+        reporting.write_privacy_report(out, report)
+        return report
+
+    def save_grid(result: evolve.IterationResult) -> None:
+        reporting.save_image_grid(out / "iterations" / f"iter_{result.iteration:03d}.png",
+                                  generator.images(result.samples), result.labels,
+                                  private.num_classes)
+        write_report()
+
+    def save_samples(samples) -> None:
+        images = generator.images(samples)
+        reporting.save_samples(out / "samples.npz", images, pe_config.layout.labels,
+                               private.class_names)
+        reporting.save_image_grid(out / "samples.png", images, pe_config.layout.labels,
+                                  private.num_classes)
+
+    def save_final(result: evolve.IterationResult) -> None:
+        if result.iteration == config.iterations:  # before the final metrics
+            save_samples(result.samples)
+
+    metric_callbacks = make_callbacks(
+        config, out, generator=generator, num_classes=private.num_classes,
+        reference_images=reference.images, reference_labels=reference.labels)
+    try:
+        result = evolve.run(
+            jax.random.key(config.seed), pe_config, generator=generator, embedder=embedder,
+            private_images=private.images, private_labels=private.labels, ledger=ledger,
+            callbacks=[save_grid, save_final, *metric_callbacks], progress=progress,
+            noise_rng=noise_rng, checkpoint=checkpoint, mesh=mesh)
+    except BaseException:
+        write_report()  # every release recorded so far, marked incomplete
+        raise
+    save_samples(result.samples)  # again, in case the last iteration ran before a resume
+    report = write_report(complete=True)
+    checkpoint.remove()
+    (out / INCOMPLETE_FILE).unlink()
     return report
+
+
+def _check_devices(devices: int | None) -> int:
+    """``--devices``: an int in [1, local device count]; None means all local devices."""
+    import jax
+
+    from pe_jax._checks import check_int
+
+    available = jax.local_device_count()
+    return available if devices is None else check_int("--devices", devices, 1, available)
+
+
+def run_mesh(devices: int | None, population: int) -> "jax.sharding.Mesh | None":
+    """The mesh a run of ``population`` synthetic samples uses on ``devices`` local devices
+    (None: all of them).
+
+    The population is split evenly over the devices, so when ``population`` is not a multiple
+    of ``devices`` the run uses the most of them that it is a multiple of, and prints a note
+    (1,000 samples on 8 devices: 8; on 6: 5; on 3: 2). One device gives ``None``: the
+    single-device program, with no mesh at all. Where the run happens never changes its
+    results (``pe_jax.sharding``).
+    """
+    from pe_jax import sharding
+
+    devices = _check_devices(devices)
+    used = sharding.even_devices(population, devices)
+    if used < devices:
+        print(f"pe-jax: the population of {population} samples does not split evenly over "
+              f"{devices} devices; running on {used} of them", file=sys.stderr)
+    return None if used == 1 else sharding.local_mesh(used)
+
+
+def _resumed_ledger(out: pathlib.Path, given: pathlib.Path | None,
+                    budget: float | None) -> pathlib.Path | None:
+    """The shared ledger file of the interrupted run in ``out``, checked against ``--ledger``."""
+    from pe_jax import resume
+
+    if budget is not None:
+        raise ValueError("--ledger-budget sets the budget of a new --ledger file; a resumed "
+                         "run keeps its ledger")
+    recorded = resume.RunCheckpoint.recorded_run(out)
+    path = pathlib.Path(recorded["ledger_file"]) if recorded["shared_ledger"] else None
+    if given is not None and (path is None or given.absolute() != path):
+        raise ValueError(f"--ledger: the interrupted run in {str(out)!r} recorded its releases "
+                         f"in {recorded['ledger_file']!r}; leave --ledger out to continue there")
+    return path
+
+
+def _public_model_files(config: ml_collections.ConfigDict, generator: object
+                        ) -> list[pathlib.Path]:
+    """The files of the public models the run uses: fonts or prior, embedding, metrics."""
+    from pe_jax.apis.diffusion import DEFAULT_PRIOR
+    from pe_jax.models import encoder
+
+    files = list(getattr(generator, "font_paths", ()))
+    if config.generator == "diffusion":
+        files.append(pathlib.Path(config.get("prior") or DEFAULT_PRIOR))
+    encoders = [config.embedding] + ([config.get("metrics_embedding", "encoder")]
+                                     if config.get("metrics", "") else [])
+    if "encoder" in encoders:
+        files.append(pathlib.Path(config.get("encoder_checkpoint") or encoder.SHIPPED))
+    if "inception" in encoders:
+        files.append(pathlib.Path(config.inception_weights))
+    return files
 
 
 def _ledger(config: ml_collections.ConfigDict, path: pathlib.Path | None,

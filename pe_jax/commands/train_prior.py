@@ -66,7 +66,7 @@ def train_prior(config: ml_collections.ConfigDict, out: pathlib.Path, *, resume:
     import numpy as np
     from flax import nnx
 
-    from pe_jax import checkpoints, reporting
+    from pe_jax import checkpoints, reporting, sharding
     from pe_jax.apis.diffusion import DiffusionGenerator
     from pe_jax.apis.glyphs import GlyphGenerator, describe_priors
     from pe_jax.diffusion import make_schedule, public_data, training
@@ -97,10 +97,10 @@ def train_prior(config: ml_collections.ConfigDict, out: pathlib.Path, *, resume:
         label_dropout=config.label_dropout, checkpoint_every=config.checkpoint_every,
         log_every=config.log_every)
     mesh = None
-    if jax.device_count() > 1:
-        require(config.batch_size % jax.device_count() == 0, "batch_size",
-                f"a multiple of the device count {jax.device_count()}", config.batch_size)
-        mesh = jax.make_mesh((jax.device_count(),), ("data",))
+    if jax.local_device_count() > 1:  # data parallel over all local devices
+        mesh = sharding.local_mesh()
+        require(config.batch_size % mesh.size == 0, "batch_size",
+                f"a multiple of the device count {mesh.size}", config.batch_size)
 
     rows = generator.num_classes if config.conditional else 8
     grid_labels = np.repeat(np.arange(rows, dtype=np.int32), GRID_COLUMNS)

@@ -15,15 +15,34 @@ CONFIG_DIR = pathlib.Path(__file__).parent
 DEFAULT_CONFIG = CONFIG_DIR / "digits.py"
 
 
-def load_config(path: str | pathlib.Path, overrides: Sequence[str] = ()) -> ml_collections.ConfigDict:
+def load_config(path: str | pathlib.Path, overrides: Sequence[str] = ()
+                ) -> ml_collections.ConfigDict:
     """Runs ``get_config()`` from a config file, then applies ``key=value`` overrides."""
     path = pathlib.Path(path)
     if not path.is_file():
-        raise ValueError(f"--config must be an existing .py file with get_config(); got {str(path)!r}")
+        raise ValueError("--config must be an existing .py file with get_config(); "
+                         f"got {str(path)!r}")
     spec = importlib.util.spec_from_file_location(f"pe_jax_config_{path.stem}", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    config = module.get_config()
+    return apply_overrides(module.get_config(), overrides)
+
+
+def load_saved_config(path: str | pathlib.Path, overrides: Sequence[str] = ()
+                      ) -> ml_collections.ConfigDict:
+    """The ``config.json`` a run wrote (``pe-jax run --resume``), with ``key=value`` overrides."""
+    path = pathlib.Path(path)
+    try:
+        saved = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise ValueError(f"--resume: cannot read the run's config {str(path)!r}: {error}"
+                         ) from None
+    return apply_overrides(ml_collections.ConfigDict(saved), overrides)
+
+
+def apply_overrides(config: ml_collections.ConfigDict, overrides: Sequence[str]
+                    ) -> ml_collections.ConfigDict:
+    """Sets each ``key=value`` of ``overrides`` (a JSON value, or text for str keys)."""
     for item in overrides:
         name, sep, text = item.partition("=")
         if not sep or name not in config:

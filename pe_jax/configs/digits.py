@@ -49,6 +49,9 @@ def get_config() -> ml_collections.ConfigDict:
     # Privacy: the noise multiplier is calibrated so that T releases spend at most epsilon.
     config.epsilon = 4.0
     config.delta = 1e-5
+    # -1 draws the noise from the operating system's CSPRNG. A seed >= 0 draws it from a seeded
+    # generator, for reproducible research only: the run is then NOT differentially private.
+    config.noise_seed = -1
     # PE.
     config.iterations = 10
     config.samples_per_class = 100

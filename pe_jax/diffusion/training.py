@@ -28,6 +28,7 @@ import orbax.checkpoint as ocp
 from flax import nnx
 from tqdm.auto import tqdm
 
+from pe_jax import sharding
 from pe_jax._checks import check_int, require
 from pe_jax.diffusion.loss import epsilon_loss
 from pe_jax.diffusion.public_data import BatchFn
@@ -124,15 +125,13 @@ def _state_dict(state: TrainState) -> dict:
 
 def _train_step(graphdef: nnx.GraphDef, optimizer: optax.GradientTransformation,
                 batch_fn: BatchFn, settings: TrainSettings,
-                data_sharding: jax.sharding.NamedSharding | None) -> Callable:
+                mesh: jax.sharding.Mesh | None) -> Callable:
     """The jitted ``(state, key, schedule) -> (state, loss)`` of one optimizer step."""
 
     def step(state: TrainState, key: jax.Array, schedule: NoiseSchedule):
         data_key, loss_key = jax.random.split(jax.random.fold_in(key, state.step))
         images, labels = batch_fn(data_key)
-        if data_sharding is not None:
-            images = jax.lax.with_sharding_constraint(images, data_sharding)
-            labels = jax.lax.with_sharding_constraint(labels, data_sharding)
+        images, labels = sharding.shard_rows((images, labels), mesh)
 
         def loss_fn(params):
             return epsilon_loss(nnx.merge(graphdef, params), schedule, loss_key, images, labels,
@@ -175,14 +174,10 @@ def train(model: nnx.Module, schedule: NoiseSchedule, batch_fn: BatchFn,
     optimizer = make_optimizer(settings)
     state = TrainState(jnp.zeros((), jnp.int32), params, jax.tree.map(jnp.copy, params),
                        optimizer.init(params))
-    data_sharding = None
-    if mesh is not None:
-        # Automatic (GSPMD) propagation over the mesh's devices: the model needs no explicit
-        # sharding annotations, whatever axis types the caller's mesh has.
-        mesh = jax.sharding.Mesh(mesh.devices, mesh.axis_names,
-                                 axis_types=(jax.sharding.AxisType.Auto,) * len(mesh.axis_names))
-        state = jax.device_put(state, jax.NamedSharding(mesh, jax.P()))
-        data_sharding = jax.NamedSharding(mesh, jax.P(mesh.axis_names))
+    # Automatic (GSPMD) propagation over the mesh's devices: the model needs no explicit
+    # sharding annotations, whatever axis types the caller's mesh has.
+    mesh = sharding.auto(mesh)
+    state = sharding.replicate(state, mesh)
     options = ocp.CheckpointManagerOptions(max_to_keep=2, enable_async_checkpointing=False)
     start = time.perf_counter()
     with ocp.CheckpointManager(pathlib.Path(checkpoint_dir).absolute(), options=options) as manager:
@@ -193,7 +188,7 @@ def train(model: nnx.Module, schedule: NoiseSchedule, batch_fn: BatchFn,
         if latest is not None:
             target = jax.tree.map(ocp.utils.to_shape_dtype_struct, _state_dict(state))
             state = TrainState(**manager.restore(latest, args=ocp.args.StandardRestore(target)))
-        step_fn = _train_step(graphdef, optimizer, batch_fn, settings, data_sharding)
+        step_fn = _train_step(graphdef, optimizer, batch_fn, settings, mesh)
         first = int(state.step)
         losses, window = [], []
         bar = tqdm(initial=first, total=settings.steps, desc="train", unit="step",

@@ -14,6 +14,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from pe_jax import sharding
 from pe_jax._checks import check_int, require
 from pe_jax.voting import bf16_probe
 from pe_jax.voting.kernel import vote_counts
@@ -74,21 +75,8 @@ def _as_matrix(name: str, a) -> jax.Array:
     return a
 
 
-def _mesh_devices(mesh: jax.sharding.Mesh | None) -> int:
-    if mesh is None:
-        return 1
-    require(isinstance(mesh, jax.sharding.Mesh), "mesh", "a jax.sharding.Mesh or None",
-            type(mesh).__name__)
-    return mesh.shape[mesh.axis_names[0]]
-
-
-def _explicit(mesh: jax.sharding.Mesh | None) -> bool:
-    """Whether ``mesh`` has Explicit axes (then sharded arrays need it in context)."""
-    return mesh is not None and jax.sharding.AxisType.Explicit in mesh.axis_types
-
-
 def _platform(mesh: jax.sharding.Mesh | None) -> str:
-    platform = jax.default_backend() if mesh is None else mesh.devices.flat[0].platform
+    platform = sharding.platform(mesh)
     return platform if platform in DEFAULT_TILES else "gpu"
 
 
@@ -112,7 +100,7 @@ def prepare_private(private, labels=None, *, num_classes: int = 1,
     traced ones give their rows zero votes, as do rows with a NaN/Inf entry or an entry
     above ``MAX_MAGNITUDE`` in absolute value.
     """
-    devices = _mesh_devices(mesh)
+    devices = sharding.device_count(mesh)
     private = _as_matrix("private", private)
     n = private.shape[0]
     require(n <= _MAX_PRIVATE_ROWS, "private", f"at most {_MAX_PRIVATE_ROWS} rows (int32 counts)",
@@ -130,10 +118,10 @@ def prepare_private(private, labels=None, *, num_classes: int = 1,
     tile = check_int("private_tile", default_tile if private_tile is None else private_tile, 1)
     layout = lambda: block_private(private, jnp.asarray(labels), num_classes=num_classes,  # noqa: E731
                                    tile=tile, devices=devices)
-    if _explicit(mesh) and not isinstance(private, jax.core.Tracer):
-        with jax.set_mesh(mesh):  # explicit axes: a sharded input needs the mesh in context
-            return layout()
-    return layout()
+    if isinstance(private, jax.core.Tracer):
+        return layout()
+    with sharding.use(mesh):  # explicit axes: a sharded input needs the mesh in context
+        return sharding.shard_rows(layout(), mesh)  # each device keeps its own blocks
 
 
 def synthetic_classes(synthetic_labels, n_syn: int, k: int) -> np.ndarray:
@@ -178,7 +166,7 @@ def vote(blocks: PrivateBlocks, synthetic, classes, *, k: int = 1, metric: str =
         smallest = int(jnp.min(jnp.sum(classes >= 0, axis=1)))
         require(smallest >= k, "k", f"at most the smallest class's synthetic rows ({smallest})", k)
     require(screen is None or isinstance(screen, bool), "screen", "True, False or None", screen)
-    devices = _mesh_devices(mesh)
+    devices = sharding.device_count(mesh)
     if screen is None:
         screen = _default_screen(classes.shape[1], dim, metric, mesh)
     require(blocks.rows.shape[0] % devices == 0, "blocks",
@@ -194,10 +182,10 @@ def vote(blocks: PrivateBlocks, synthetic, classes, *, k: int = 1, metric: str =
     call = lambda: vote_counts(  # noqa: E731
         blocks, synthetic, classes, score_fn=METRICS[metric], k=k, synthetic_tile=synthetic_tile,
         screen=screen, mesh=mesh)
-    if _explicit(mesh) and not isinstance(synthetic, jax.core.Tracer):
-        with jax.set_mesh(mesh):  # explicit axes: resharding needs the mesh in context
-            return call()
-    return call()
+    if isinstance(synthetic, jax.core.Tracer):
+        return call()
+    with sharding.use(mesh):  # explicit axes: resharding needs the mesh in context
+        return call()
 
 
 def nn_histogram(private, synthetic, *, k: int = 1, metric: str = "l2", private_labels=None,
@@ -235,9 +223,9 @@ def nn_histogram(private, synthetic, *, k: int = 1, metric: str = "l2", private_
       private_labels, synthetic_labels: both or neither.  With labels (ints, classes
         ``0..C-1`` with ``C = max(synthetic_labels) + 1``), a private row votes only among
         the synthetic rows of its own class; each class needs at least k synthetic rows.
-      mesh: optional mesh; private blocks are split over its first axis and the
-        per-device counts summed with ``psum``.  Inside an outer ``jit`` with an
-        Explicit-axis mesh, trace under ``jax.set_mesh(mesh)``.
+      mesh: optional mesh; private blocks are split over all of its devices
+        (``pe_jax.sharding``) and the per-device counts summed with ``psum``.  Inside an
+        outer ``jit`` with an Explicit-axis mesh, trace under ``jax.set_mesh(mesh)``.
       private_tile: private rows per block; ``None`` takes the platform default from
         :data:`DEFAULT_TILES`.
       synthetic_tile: maximum synthetic rows per block; ``None`` takes the platform default.

@@ -2,8 +2,8 @@
 
 Every private row casts one vote for each of its k nearest synthetic rows of its own class.
 The kernel loops over the :class:`~pe_jax.voting.layout.PrivateBlocks`; on a mesh the blocks
-are split over the mesh's first axis with ``jax.shard_map`` and ``lax.psum`` adds the
-int32 counts, so the result is the same for any number of devices.
+are split over all of its devices (``pe_jax.sharding.row_spec``) with ``jax.shard_map`` and
+``lax.psum`` adds the int32 counts, so the result is the same for any number of devices.
 
 One float32 scoring site.  Float32 votes come from a single place in the program,
 :func:`_local_counts`' ``rescore``, which scores a fixed-shape ``(tile, D)`` block of rows
@@ -25,6 +25,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
+from pe_jax import sharding
 from pe_jax.voting.layout import PrivateBlocks
 from pe_jax.voting.metrics import LinearScore, ScoreFn
 from pe_jax.voting.nearest import nearest_1, nearest_k, screened_nearest, tile_scores
@@ -106,15 +107,16 @@ def vote_counts(blocks: PrivateBlocks, synthetic: jax.Array, class_index: jax.Ar
     count = partial(_local_counts, score_fn=score_fn, k=k, n_syn=n_syn)
     if mesh is None:
         return count(blocks, prepared, class_index, vary=lambda a: a)
-    axis = mesh.axis_names[0]
-    if mesh.axis_types[0] == jax.sharding.AxisType.Explicit:
-        blocks = jax.reshard(blocks, jax.P(axis))
+    rows = sharding.row_spec(mesh)
+    axes = tuple(mesh.axis_names)
+    if sharding.is_explicit(mesh):
+        blocks = jax.reshard(blocks, rows)
         prepared, class_index = jax.reshard((prepared, class_index), jax.P())
-    vary = partial(jax.tree.map, lambda a: lax.pcast(a, axis, to="varying"))
+    vary = partial(jax.tree.map, lambda a: lax.pcast(a, axes, to="varying"))
 
     def per_device(local_blocks, prepared_rep, index_rep):
-        return lax.psum(count(local_blocks, prepared_rep, index_rep, vary=vary), axis)
+        return lax.psum(count(local_blocks, prepared_rep, index_rep, vary=vary), axes)
 
-    return jax.shard_map(per_device, mesh=mesh, in_specs=(jax.P(axis), jax.P(), jax.P()),
+    return jax.shard_map(per_device, mesh=mesh, in_specs=(rows, jax.P(), jax.P()),
                          out_specs=jax.P())(blocks, prepared, class_index)
 

@@ -28,6 +28,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from pe_jax import sharding
+
 __all__ = ["MAX_MAGNITUDE", "PrivateBlocks", "block_private", "class_index", "num_blocks",
            "usable_rows"]
 
@@ -80,8 +82,7 @@ def block_private(private: jax.Array, labels: jax.Array, *, num_classes: int, ti
     outside ``[0, num_classes)``, are left out (they get no votes).
     """
     n, dim = private.shape
-    mesh = jax.sharding.get_abstract_mesh()
-    if not mesh.empty and jax.sharding.AxisType.Explicit in mesh.axis_types:
+    if sharding.explicit_context():
         # Sorting and scattering rows across devices: lay out a replicated copy.
         private, labels = jax.reshard((private, labels), jax.P())
     x = private.astype(jnp.float32)
