@@ -252,3 +252,28 @@ def test_cli_interrupted_by_sigterm_resumes_to_the_uninterrupted_result(tmp_path
     assert not (out / "INCOMPLETE").exists() and not (out / resume.FOLDER).exists()
     assert cli.main(["run", "--resume", str(out), "--quiet"]) == 2
     assert "holds no interrupted run" in capsys.readouterr().err
+
+
+def test_cli_resume_continues_in_the_shared_ledger_file(tmp_path, capsys, monkeypatch):
+    ledger, out = tmp_path / "ledgers" / "digits.json", tmp_path / "run"
+    ledger.parent.mkdir()
+    real = reporting.save_image_grid
+
+    def interrupted_after_iteration_1(path, *args, **kwargs):
+        real(path, *args, **kwargs)
+        if path.name == "iter_001.png":
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(reporting, "save_image_grid", interrupted_after_iteration_1)
+    argv = ["run", "--out", str(out), *SMALL, "--ledger", str(ledger)]
+    assert cli.main(argv) == 130
+    monkeypatch.undo()
+    assert len(json.loads(ledger.read_text())["events"]) == 2
+    assert not (out / "ledger.json").exists()  # the shared file is the run's ledger
+    other = tmp_path / "other.json"
+    assert cli.main(["run", "--resume", str(out), "--ledger", str(other), "--quiet"]) == 2
+    assert "leave --ledger out" in capsys.readouterr().err and not other.exists()
+    assert cli.main(["run", "--resume", str(out), "--quiet"]) == 0
+    report = json.loads((out / "privacy.json").read_text())
+    assert report["composed"]["ledger_file"] == str(ledger.absolute())
+    assert report["composed"]["releases"] == 3 and report["iterations"] == 3
