@@ -34,6 +34,7 @@ comes from the release mechanism's own source (a CSPRNG by default), never from 
 """
 
 import dataclasses
+import numbers
 from collections.abc import Callable, Sequence
 
 import jax
@@ -99,8 +100,11 @@ class PEConfig:
                     "noise_multiplier", "a finite number > 0 (or 0 with non_private=True)",
                     self.noise_multiplier)
         require(len(self.samples_per_class) >= 1
-                and all(isinstance(n, int) and n >= 1 for n in self.samples_per_class),
+                and all(isinstance(n, numbers.Integral) and not isinstance(n, bool) and n >= 1
+                        for n in self.samples_per_class),
                 "samples_per_class", "one or more ints >= 1", self.samples_per_class)
+        # NumPy integers are ints too; stored as Python ints for the layout and the report.
+        object.__setattr__(self, "samples_per_class", tuple(map(int, self.samples_per_class)))
         require(len(self.degrees) == self.iterations, "degrees",
                 f"one degree per iteration ({self.iterations})", self.degrees)
         require(all(0.0 <= d <= 1.0 for d in self.degrees), "degrees",
@@ -190,6 +194,7 @@ def run(
     progress: bool = True,
     fused: bool = False,
     checkpoint: resume.RunCheckpoint | None = None,
+    on_start: Callable[[Samples, np.ndarray], None] | None = None,
 ) -> RunResult:
     """Runs T iterations of PE and returns the final population.
 
@@ -220,6 +225,9 @@ def run(
       checkpoint: saves each iteration's noise as soon as it is drawn and the state after
         each iteration (``pe_jax.resume``); a run given the checkpoint of an interrupted one
         continues it, re-using recorded noise instead of drawing again. Not with ``fused``.
+      on_start: called with the initial population ``S_0`` (public: drawn from the generator
+        alone) and its labels before the first iteration, e.g. to measure what the prior
+        gives without PE; not when a checkpoint resumes a run.
     """
     require(not (fused and checkpoint is not None), "checkpoint",
             "None with fused=True (the scan keeps no per-iteration state)", "a checkpoint")
@@ -238,6 +246,8 @@ def run(
     recorded = ledger.epsilon_history()[len(ledger) - (drawn - done):] if drawn > done else []
     private = _embed_private(embedder, private_images, private_labels, config, mesh)
     state = step.initial_state(key, generator, layout, conditional=private_labels is not None)
+    if on_start is not None and done == 0:
+        on_start(state.samples, layout.labels)
     if checkpoint is not None:
         state = checkpoint.restore(state)
     state = step.place_state(state, mesh)  # the step's layout on the mesh (none without one)

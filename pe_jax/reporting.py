@@ -27,7 +27,13 @@ GRID_GAP_VALUE = 0.35
 def check_output_dir(path: str | pathlib.Path) -> pathlib.Path:
     """``path`` if a new run may write there: it is missing or an empty folder."""
     path = pathlib.Path(path)
-    if path.exists() and (not path.is_dir() or any(path.iterdir())):
+    if path.exists() and not path.is_dir():
+        raise ValueError(f"--out must name a new or empty folder; {str(path)!r} is a file")
+    parent = next((p for p in path.absolute().parents if p.exists()), None)
+    if parent is not None and not parent.is_dir():
+        raise ValueError(f"--out must name a new or empty folder; {str(path)!r} lies under "
+                         f"the file {str(parent)!r}")
+    if path.exists() and any(path.iterdir()):
         raise ValueError(
             f"output folder {str(path)!r} already exists and is not empty; choose a new --out "
             "so that earlier results are kept")
@@ -61,10 +67,52 @@ def image_grid(images: np.ndarray, labels: np.ndarray, num_classes: int,
     return picture[..., 0] if channels == 1 else picture
 
 
+def grid_caption(labels: np.ndarray, num_classes: int, columns: int = 16) -> str:
+    """What ``image_grid`` shows, in words: "the first 16 of 100 per class; ..."."""
+    labels = np.asarray(labels)
+    counts = np.bincount(labels[(labels >= 0) & (labels < num_classes)].astype(np.int64),
+                         minlength=num_classes)[:num_classes]
+    shown = np.minimum(counts, columns)
+    if counts.min() == counts.max():
+        which = "all" if shown[0] == counts[0] else "the first"
+        what = f"{which} {shown[0]} of {counts[0]} per class"
+    else:
+        what = (f"the first {shown.min()}-{shown.max()} of {counts.min()}-{counts.max()} "
+                "per class")
+    return f"{what}; one row per class, class 0 on top"
+
+
+CAPTION_PIXELS = 18
+
+
 def save_image_grid(path: pathlib.Path, images: np.ndarray, labels: np.ndarray,
-                    num_classes: int, columns: int = 16) -> None:
-    """Writes ``image_grid`` as a PNG."""
-    Image.fromarray(image_grid(images, labels, num_classes, columns)).save(path)
+                    num_classes: int, columns: int = 16, caption: bool | str = True) -> None:
+    """Writes ``image_grid`` as a PNG, under a caption line: ``grid_caption`` (how many of how
+    many samples per class it shows) when ``caption`` is True, the given text, or none when
+    False. The caption is also stored in the PNG's ``Description`` text chunk."""
+    picture = Image.fromarray(image_grid(images, labels, num_classes, columns))
+    if caption is True:
+        caption = "Showing " + grid_caption(labels, num_classes, columns)
+    if not caption:
+        picture.save(path)
+        return
+    from PIL import ImageDraw, ImageFont, PngImagePlugin
+
+    try:
+        font = ImageFont.load_default(size=CAPTION_PIXELS - 6)
+    except (TypeError, OSError):  # Pillow without FreeType: its small bitmap font
+        font = ImageFont.load_default()
+    measure = ImageDraw.Draw(Image.new("L", (1, 1)))
+    text_width = math.ceil(measure.textlength(caption, font=font)) + 8
+    white = 255 if picture.mode == "L" else (255,) * len(picture.mode)
+    canvas = Image.new(picture.mode, (max(picture.width, text_width),
+                                      picture.height + CAPTION_PIXELS), white)
+    canvas.paste(picture, (0, CAPTION_PIXELS))
+    ImageDraw.Draw(canvas).text((4, 2), caption, font=font,
+                                fill=0 if picture.mode == "L" else (0,) * len(picture.mode))
+    info = PngImagePlugin.PngInfo()
+    info.add_text("Description", caption)
+    canvas.save(path, pnginfo=info)
 
 
 def save_samples(path: pathlib.Path, images: np.ndarray, labels: np.ndarray,

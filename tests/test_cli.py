@@ -40,7 +40,7 @@ def test_run_writes_samples_grid_and_privacy_report(tmp_path, capsys):
     assert samples["images"].shape == (100, 8, 8, 1)
     np.testing.assert_array_equal(np.bincount(samples["labels"]), [10] * 10)
     grid = Image.open(out / "samples.png")
-    assert grid.size == (16 * 34 - 2, 10 * 34 - 2)
+    assert grid.size == (16 * 34 - 2, 10 * 34 - 2 + reporting.CAPTION_PIXELS)
     assert sorted(p.name for p in (out / "iterations").iterdir()) == [
         "iter_001.png", "iter_002.png"]
     text = _words(out / "privacy.txt")
@@ -121,8 +121,11 @@ def test_run_measures_metrics_on_held_out_digits_only(tmp_path):
     assert cli.main(argv) == 0
     lines = (out / "metrics" / "metrics.csv").read_text().splitlines()
     assert lines[0] == "iteration,epsilon,fid,precision,recall"
-    assert [line.split(",")[0] for line in lines[1:]] == ["2"]
+    # Iteration 0 is the initial population: the public prior alone, epsilon 0.
+    assert [line.split(",")[:2] for line in lines[1:]][0] == ["0", "0.0"]
+    assert [line.split(",")[0] for line in lines[1:]] == ["0", "2"]
     assert (out / "metrics" / "plots" / "fid.png").is_file()
+    assert (out / "metrics" / "grids" / "iter_000.png").is_file()
     report = json.loads((out / "privacy.json").read_text())
     assert "held-out" in report["non_private_outputs"]["metrics/"]
     assert "- metrics/: quality metrics" in _words(out / "privacy.txt")

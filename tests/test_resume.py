@@ -277,3 +277,24 @@ def test_cli_resume_continues_in_the_shared_ledger_file(tmp_path, capsys, monkey
     report = json.loads((out / "privacy.json").read_text())
     assert report["composed"]["ledger_file"] == str(ledger.absolute())
     assert report["composed"]["releases"] == 3 and report["iterations"] == 3
+
+
+def test_cli_resume_keeps_the_metrics_measured_before_the_interruption(tmp_path, monkeypatch):
+    out = tmp_path / "run"
+    with_metrics = [*SMALL, "--set", "metrics=precision_recall", "--set", "metrics_every=1"]
+    real = reporting.save_image_grid
+
+    def interrupted_after_iteration_2(path, *args, **kwargs):
+        real(path, *args, **kwargs)
+        if path.name == "iter_002.png":
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(reporting, "save_image_grid", interrupted_after_iteration_2)
+    assert cli.main(["run", "--out", str(out), *with_metrics]) == 130
+    monkeypatch.undo()
+    csv = out / "metrics" / "metrics.csv"
+    # Iteration 0 (the prior alone) and 1 were measured; 2 was interrupted before its metrics.
+    assert [line.split(",")[0] for line in csv.read_text().splitlines()[1:]] == ["0", "1"]
+    assert cli.main(["run", "--resume", str(out), *with_metrics[-4:], "--quiet"]) == 0
+    assert [line.split(",")[0] for line in csv.read_text().splitlines()[1:]] == [
+        "0", "1", "2", "3"]

@@ -10,7 +10,7 @@ import pytest
 from flax import nnx
 from PIL import Image
 
-from pe_jax import checkpoints, cli
+from pe_jax import checkpoints, cli, reporting
 from pe_jax.apis.diffusion import DiffusionGenerator
 from pe_jax.apis.glyphs import GlyphGenerator
 from pe_jax.diffusion import epsilon_loss, make_schedule, public_data, training
@@ -158,7 +158,8 @@ def test_train_prior_command_writes_checkpoint_and_grids(tmp_path, capsys):
     assert "final loss" in capsys.readouterr().out
     assert sorted(p.name for p in (out / "grids").iterdir()) == [
         "step_000002.png", "step_000004.png"]
-    assert Image.open(out / "samples.png").size == (16 * 34 - 2, 2 * 34 - 2)
+    assert Image.open(out / "samples.png").size == (16 * 34 - 2,
+                                                    2 * 34 - 2 + reporting.CAPTION_PIXELS)
     metadata = checkpoints.load_metadata(out / "checkpoint")
     assert metadata["unet"]["num_classes"] == 2 and metadata["unet"]["base_width"] == 8
     assert metadata["schedule"] == {"kind": "cosine", "num_steps": 50}

@@ -14,14 +14,15 @@ that has power. Three bounds, each a rigorous lower bound at a stated confidence
   add/remove, unweighted k-NN votes) that exist only here; an audit that does not flag them
   has no power.
 
-``run_suite`` runs all of them from a config (``pe_jax/configs/audit.py``), ``format_table``
-and ``plot`` show claimed against audited bounds. ``pe-jax audit`` is the command.
+``run_suite`` runs all of them from a config (``pe_jax/configs/audit.py``), with a progress
+bar if asked; ``format_table`` and ``plot`` (``figure``: the same as a matplotlib figure) show
+claimed against audited bounds. ``pe-jax audit`` is the command.
 """
 
 from pe_jax.audit.bounds import (clopper_pearson_upper, epsilon_lower_bound, gdp_mu_lower_bound,
                                  one_run_epsilon_lower_bound, one_run_mu_lower_bound)
 from pe_jax.audit.one_run import ONE_RUN_CONTROLS, OneRunResult, one_run_audit
-from pe_jax.audit.suite import format_table, plot, run_suite
+from pe_jax.audit.suite import figure, format_table, plot, run_suite
 from pe_jax.audit.vote_release import AuditResult, Control, vote_release_audit
 
 __all__ = [
@@ -33,6 +34,7 @@ __all__ = [
     "one_run_audit",
     "run_suite",
     "format_table",
+    "figure",
     "plot",
     "clopper_pearson_upper",
     "gdp_mu_lower_bound",

@@ -144,8 +144,10 @@ def run_command(config: ml_collections.ConfigDict, out: pathlib.Path, progress: 
     from pe_jax import resume as checkpoints
     from pe_jax.apis.factory import make_generator
     from pe_jax.data import load_sklearn_digits
-    from pe_jax.metrics.callbacks import make_callbacks
+    from pe_jax.configs.validate import validate_run_config
+    from pe_jax.metrics.callbacks import make_callbacks, measure_initial
 
+    validate_run_config(config)  # every setting, before any folder, ledger or data
     if config.data not in DATASETS:
         raise ValueError(f"data must be one of {DATASETS}; got {config.data!r}")
     devices = _check_devices(devices)
@@ -246,7 +248,8 @@ def run_command(config: ml_collections.ConfigDict, out: pathlib.Path, progress: 
             jax.random.key(config.seed), pe_config, generator=generator, embedder=embedder,
             private_images=private.images, private_labels=private.labels, ledger=ledger,
             callbacks=[save_grid, save_final, *metric_callbacks], progress=progress,
-            noise_rng=noise_rng, checkpoint=checkpoint, mesh=mesh)
+            noise_rng=noise_rng, checkpoint=checkpoint, mesh=mesh,
+            on_start=lambda samples, labels: measure_initial(metric_callbacks, samples, labels))
     except BaseException:
         write_report()  # every release recorded so far, marked incomplete
         raise

@@ -110,8 +110,11 @@ def train_prior(config: ml_collections.ConfigDict, out: pathlib.Path, *, resume:
         prior = DiffusionGenerator(nnx.merge(graphdef, ema), schedule,
                                    steps=config.sample_steps, guidance=config.guidance)
         samples = prior.random(sample_key, len(grid_labels), jnp.asarray(grid_labels))
+        caption = (f"{GRID_COLUMNS} samples of the prior per class; one row per class, "
+                   "class 0 on top" if config.conditional else
+                   f"{len(grid_labels)} samples of the unconditional prior")
         reporting.save_image_grid(path, np.asarray(samples.images)[..., :1], grid_labels, rows,
-                                  GRID_COLUMNS)
+                                  GRID_COLUMNS, caption=caption)
 
     def grid_callback(step: int, state: training.TrainState) -> None:
         if step % config.sample_every == 0:

@@ -4,7 +4,10 @@
 ``every``-th iteration (and the last one, when given) it renders the population, evaluates
 each metric against a real reference set and hands the values to a ``pe_jax.tracking.Tracker``
 (CSV, plots, per-class image grid, optional TensorBoard). Reference features are computed
-once, when the metric is built.
+once, when the metric is built. ``measure_initial`` measures the initial population (the
+public generator alone) as iteration 0 with epsilon 0, the baseline the plots show PE's
+gain against. A PE driver runs it before the first iteration on every callback that has it,
+with ``measure_initial(callbacks, samples, labels)``.
 
 The reference set must be real data that is *not* the private set if the logged numbers are
 to be shared: metrics are evaluation outputs outside the DP guarantee (only the released
@@ -84,13 +87,30 @@ class MetricsCallback:
     def __call__(self, result: IterationResult) -> None:
         if result.iteration % self.every and result.iteration != self.last_iteration:
             return
-        images = np.asarray(self.generator.images(result.samples))
-        labels = np.asarray(result.labels)
+        self._measure(result.iteration, result.epsilon_spent, result.samples, result.labels)
+
+    def measure_initial(self, samples, labels) -> None:
+        """Measures the initial population ``S_0 = random(N)`` (public generator only, no
+        private data, epsilon 0) and logs it as iteration 0."""
+        self._measure(0, 0.0, samples, labels)
+
+    def _measure(self, iteration: int, epsilon: float, samples, labels) -> None:
+        images = np.asarray(self.generator.images(samples))
+        labels = np.asarray(labels)
         values: dict[str, float] = {}
         for metric in self.metrics:
             values.update(metric(images, labels))
-        self.tracker.log(result.iteration, result.epsilon_spent, values)
-        self.tracker.save_grid(result.iteration, images, labels, self.num_classes)
+        self.tracker.log(iteration, epsilon, values)
+        self.tracker.save_grid(iteration, images, labels, self.num_classes)
+
+
+def measure_initial(callbacks: Sequence[object], samples, labels) -> None:
+    """Calls ``measure_initial(samples, labels)`` on every callback that has it: the hook a
+    PE driver runs on the initial population, before the first iteration."""
+    for callback in callbacks:
+        measure = getattr(callback, "measure_initial", None)
+        if measure is not None:
+            measure(samples, labels)
 
 
 def make_callbacks(config: ml_collections.ConfigDict, out_dir: str | pathlib.Path, *,
@@ -111,8 +131,8 @@ def make_callbacks(config: ml_collections.ConfigDict, out_dir: str | pathlib.Pat
     if not names:
         return []
     needs_features = {"fid", "precision_recall"} & set(names)
-    embedder = (embeddings.from_config(config, config.get("metrics_embedding", "encoder"))
-                if needs_features else None)
+    space = config.get("metrics_embedding", "encoder")
+    embedder = embeddings.from_config(config, space) if needs_features else None
     builders = {
         "fid": lambda: fid_metric(embedder, reference_images),
         "precision_recall": lambda: precision_recall_metric(
@@ -120,7 +140,8 @@ def make_callbacks(config: ml_collections.ConfigDict, out_dir: str | pathlib.Pat
         "accuracy": lambda: accuracy_metric(reference_images, reference_labels, num_classes),
     }
     tracker = tracking.Tracker(pathlib.Path(out_dir) / "metrics",
-                               tensorboard=config.get("tensorboard", False))
+                               tensorboard=config.get("tensorboard", False),
+                               feature_space=space if needs_features else None)
     return [MetricsCallback(generator, [builders[n]() for n in names], tracker, num_classes,
                             every=config.get("metrics_every", 1),
                             last_iteration=config.get("iterations", None))]
