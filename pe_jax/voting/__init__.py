@@ -15,21 +15,33 @@ Modules: ``metrics`` (the score functions and their registry), ``layout`` (priva
 synthetic class table), ``synthetic`` (per-class tiles, centring), ``nearest`` (the search
 within a block), ``bf16_screen`` (the bfloat16 pre-ranking that never changes a vote),
 ``kernel`` (the compiled, sharded loop) and ``histogram`` (the entry points).
+
+Kernels are plug-ins (``kernels``: the :class:`VoteKernel` interface, its contract and the
+:data:`KERNELS` registry): ``"exact"`` (the kernel above, the default), ``"approx"``
+(``jax.lax.approx_min_k``, module ``approx``) and ``"pallas_l2"`` (a fused Pallas distance +
+argmin prototype, module ``pallas_argmin``); ``vote(..., kernel=name)`` picks one.
 """
 
+from pe_jax.voting import approx as approx, pallas_argmin as pallas_argmin  # register kernels
 from pe_jax.voting.histogram import DEFAULT_TILES, nn_histogram, prepare_private, vote
+from pe_jax.voting.kernels import KERNELS, VoteKernel, block_kernel, get_kernel, register_kernel
 from pe_jax.voting.layout import MAX_MAGNITUDE, PrivateBlocks, class_index
 from pe_jax.voting.metrics import METRICS, LinearScore, register_metric
 
 __all__ = [
     "DEFAULT_TILES",
+    "KERNELS",
     "MAX_MAGNITUDE",
     "METRICS",
     "LinearScore",
     "PrivateBlocks",
+    "VoteKernel",
+    "block_kernel",
     "class_index",
+    "get_kernel",
     "nn_histogram",
     "prepare_private",
+    "register_kernel",
     "register_metric",
     "vote",
 ]

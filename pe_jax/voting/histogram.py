@@ -17,7 +17,7 @@ import numpy as np
 from pe_jax import sharding
 from pe_jax._checks import check_int, require
 from pe_jax.voting import bf16_probe
-from pe_jax.voting.kernel import vote_counts
+from pe_jax.voting.kernels import VoteKernel, get_kernel
 from pe_jax.voting.layout import MAX_MAGNITUDE, PrivateBlocks, block_private, class_index
 from pe_jax.voting.metrics import METRICS, LinearScore
 
@@ -143,7 +143,7 @@ def synthetic_classes(synthetic_labels, n_syn: int, k: int) -> np.ndarray:
 
 def vote(blocks: PrivateBlocks, synthetic, classes, *, k: int = 1, metric: str = "l2",
          mesh: jax.sharding.Mesh | None = None, synthetic_tile: int | None = None,
-         screen: bool | None = None) -> jax.Array:
+         screen: bool | None = None, kernel: str | VoteKernel = "exact") -> jax.Array:
     """``(N_syn,)`` int32 vote counts of laid-out private rows over ``synthetic (N_syn, D)``.
 
     ``classes`` is the ``(C, S)`` table of each class's synthetic positions
@@ -151,6 +151,7 @@ def vote(blocks: PrivateBlocks, synthetic, classes, *, k: int = 1, metric: str =
     same number of classes and, with ``mesh``, the same device count.  Other arguments as
     in :func:`nn_histogram`.
     """
+    vote_kernel = get_kernel(kernel)
     synthetic = _as_matrix("synthetic", synthetic)
     n_syn, dim = synthetic.shape
     require(n_syn >= 1, "synthetic", "at least one row (N_syn >= 1)", 0)
@@ -166,9 +167,10 @@ def vote(blocks: PrivateBlocks, synthetic, classes, *, k: int = 1, metric: str =
         smallest = int(jnp.min(jnp.sum(classes >= 0, axis=1)))
         require(smallest >= k, "k", f"at most the smallest class's synthetic rows ({smallest})", k)
     require(screen is None or isinstance(screen, bool), "screen", "True, False or None", screen)
+    vote_kernel.check(metric, k, screen)
     devices = sharding.device_count(mesh)
     if screen is None:
-        screen = _default_screen(classes.shape[1], dim, metric, mesh)
+        screen = vote_kernel.screens and _default_screen(classes.shape[1], dim, metric, mesh)
     require(blocks.rows.shape[0] % devices == 0, "blocks",
             f"laid out for the mesh's {devices} devices (prepare_private(..., mesh=mesh))",
             f"{blocks.rows.shape[0]} blocks")
@@ -179,9 +181,9 @@ def vote(blocks: PrivateBlocks, synthetic, classes, *, k: int = 1, metric: str =
         require(bool(jnp.all(jnp.abs(synthetic.astype(jnp.float32)) <= MAX_MAGNITUDE)),
                 "synthetic", f"finite embeddings of magnitude <= MAX_MAGNITUDE ({MAX_MAGNITUDE:g})",
                 "NaN, Inf or larger values")
-    call = lambda: vote_counts(  # noqa: E731
-        blocks, synthetic, classes, score_fn=METRICS[metric], k=k, synthetic_tile=synthetic_tile,
-        screen=screen, mesh=mesh)
+    call = lambda: vote_kernel.counts(  # noqa: E731
+        blocks, synthetic, classes, k=k, metric=metric, mesh=mesh, synthetic_tile=synthetic_tile,
+        screen=screen)
     if isinstance(synthetic, jax.core.Tracer):
         return call()
     with sharding.use(mesh):  # explicit axes: resharding needs the mesh in context
@@ -191,7 +193,7 @@ def vote(blocks: PrivateBlocks, synthetic, classes, *, k: int = 1, metric: str =
 def nn_histogram(private, synthetic, *, k: int = 1, metric: str = "l2", private_labels=None,
                  synthetic_labels=None, mesh: jax.sharding.Mesh | None = None,
                  private_tile: int | None = None, synthetic_tile: int | None = None,
-                 screen: bool | None = None) -> jax.Array:
+                 screen: bool | None = None, kernel: str | VoteKernel = "exact") -> jax.Array:
     """Clean nearest-neighbour vote counts of ``private`` over ``synthetic``.
 
     Each usable private row votes once for each of its ``k`` nearest synthetic rows (k
@@ -236,10 +238,17 @@ def nn_histogram(private, synthetic, *, k: int = 1, metric: str = "l2", private_
         bfloat16 matmuls are clearly faster than its float32 ones, as timed once per
         process and device kind (``pe_jax.voting.bf16_probe``; the environment variable
         ``PE_JAX_BF16_SCREEN=1``/``0`` pins that answer); ``True`` always, ``False`` never.
+        Only kernels that declare ``screens`` (``"exact"``) take it.
+      kernel: a name in :data:`pe_jax.voting.KERNELS` or a :class:`VoteKernel`
+        (``pe_jax.voting.kernels``).  ``"exact"`` (the default) is the kernel described
+        above; others may support fewer metrics or k, and those declared ``exact=False``
+        may vote otherwise than the float32 k nearest (``"approx"``, ``"pallas_l2"``).
+        Every kernel keeps the invariant above, so the sensitivity is the same.
 
     Returns:
       ``(N_syn,)`` int32 counts.
     """
+    get_kernel(kernel)  # an unknown name fails before anything is laid out
     require((private_labels is None) == (synthetic_labels is None), "private_labels and "
             "synthetic_labels", "both given or both None",
             "only private_labels" if synthetic_labels is None else "only synthetic_labels")
@@ -250,4 +259,4 @@ def nn_histogram(private, synthetic, *, k: int = 1, metric: str = "l2", private_
     blocks = prepare_private(private, private_labels, num_classes=classes.shape[0],
                              private_tile=private_tile, mesh=mesh)
     return vote(blocks, synthetic, classes, k=k, metric=metric, mesh=mesh,
-                synthetic_tile=synthetic_tile, screen=screen)
+                synthetic_tile=synthetic_tile, screen=screen, kernel=kernel)
