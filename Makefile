@@ -6,9 +6,11 @@ INSTALLED := $(VENV)/.installed
 .PHONY: run test bench
 
 $(INSTALLED): pyproject.toml
+	@echo "Setting up $(VENV) (first run only: installs JAX, Flax and the rest; a few minutes)..."
 	$(PYTHON) -m venv $(VENV)
-	$(VENV)/bin/pip install --quiet -e '.[test]'
+	$(VENV)/bin/pip install --quiet --progress-bar off -e '.[test]'
 	touch $(INSTALLED)
+	@echo "Set-up done."
 
 run: $(INSTALLED)
 	$(VENV)/bin/pe-jax run

@@ -244,9 +244,13 @@ def run(
         ledger.check(event, times=config.iterations - drawn)
     # Epsilon after each release whose noise was recorded before an interruption.
     recorded = ledger.epsilon_history()[len(ledger) - (drawn - done):] if drawn > done else []
+    # The bar says what the long silent phases are doing (embedding, compiling, callbacks).
+    bar = tqdm(total=config.iterations, initial=done, desc="PE: embedding the private data",
+               unit="iter", disable=not progress)
     private = _embed_private(embedder, private_images, private_labels, config, mesh)
     state = step.initial_state(key, generator, layout, conditional=private_labels is not None)
     if on_start is not None and done == 0:
+        bar.set_description("PE: measuring the initial population")
         on_start(state.samples, layout.labels)
     if checkpoint is not None:
         state = checkpoint.restore(state)
@@ -263,24 +267,26 @@ def run(
             checkpoint.noise_drawn(t, noise, noise_rng)
         return noise, ledger.epsilon_spent()
 
-    bar = tqdm(total=config.iterations, initial=done, desc="PE", unit="iter",
-               disable=not progress)
-
     def report(t: int, samples: Samples, noisy_counts: jax.Array, spent: float) -> None:
         released = privacy.Release.of(np.asarray(noisy_counts), config.k, config.threshold)
         result = IterationResult(t, samples, layout.labels, released, spent,
                                  config.degrees[t - 1])
         bar.update()
         bar.set_postfix(epsilon=f"{spent:.3g}")
-        for callback in callbacks:
-            callback(result)
+        if callbacks:
+            bar.set_description(f"PE: callbacks of iteration {t} (outputs, metrics)")
+            for callback in callbacks:
+                callback(result)
+        bar.set_description("PE")
 
+    bar.set_description("PE: compiling the step")
     noise_shape = jax.ShapeDtypeStruct((len(layout.labels),), jnp.int32)
     if fused:
         scan = step.make_scan(generator, embedder, layout, config.step_settings, mesh)
         # Compiled before any noise is drawn: a shape or type error costs no privacy.
         scan = scan.lower(state, private, jax.ShapeDtypeStruct(
             (config.iterations, *noise_shape.shape), jnp.int32), degrees).compile()
+        bar.set_description(f"PE: {config.iterations} iterations in one scan")
         noises, spent = zip(*(draw(t) for t in range(1, config.iterations + 1)))
         state, (populations, outputs) = scan(state, private, _on_device(np.stack(noises)),
                                              degrees)
@@ -290,6 +296,7 @@ def run(
     elif done < config.iterations:
         one_step = step.make_step(generator, embedder, layout, config.step_settings, mesh)
         one_step = one_step.lower(state, private, noise_shape, degrees[0]).compile()
+        bar.set_description("PE")
         noise, spent = draw(done + 1)
         for t in range(done + 1, config.iterations + 1):
             state, output = one_step(state, private, _on_device(noise), degrees[t - 1])

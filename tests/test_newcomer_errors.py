@@ -197,3 +197,21 @@ def test_numpy_integers_are_ints():
     settings = {**load_config(DEFAULT_CONFIG).to_dict(), "samples_per_class": np.int64(10),
                 "k": np.int64(2)}
     validate_run_config(ml_collections.ConfigDict(settings))
+
+
+@pytest.mark.parametrize("asset", ["prior_digits8", "encoder"])
+def test_the_shipped_checkpoints_carry_checksums_that_catch_changed_values(tmp_path, asset):
+    from pe_jax.models import encoder
+
+    shipped = pathlib.Path(DEFAULT_PRIOR).parent / asset
+    assert (shipped / checkpoints.CHECKSUMS_FILE).is_file()
+    load = ((lambda path: checkpoints.load(path, _unet_from_metadata))
+            if asset == "prior_digits8" else encoder.load)
+    load(shipped)  # the shipped arrays match their checksums
+    copy = pathlib.Path(shutil.copytree(shipped, tmp_path / asset))
+    sums = json.loads((copy / checkpoints.CHECKSUMS_FILE).read_text())
+    first = sorted(sums)[0]
+    sums[first] = "0" * 64  # as if that array's bytes had changed into other finite values
+    (copy / checkpoints.CHECKSUMS_FILE).write_text(json.dumps(sums))
+    with pytest.raises(ValueError, match="does not match its sha256"):
+        load(copy)
