@@ -10,7 +10,7 @@ import jax
 import numpy as np
 import pytest
 
-from pe_jax.voting import bf16_probe, histogram, nn_histogram
+from pe_jax.voting import bf16_probe, kernels, nn_histogram
 from pe_jax.voting.bf16_probe import ENV_VAR, MIN_SPEEDUP, Probe, screen_pays
 from pe_jax.voting.histogram import _SCREEN_MIN_SIZE, DEFAULT_TILES, _default_screen
 
@@ -39,13 +39,13 @@ def probes(monkeypatch):
 @pytest.fixture
 def kernel_screens(monkeypatch):
     """The ``screen`` argument of every vote_counts call (the real kernel still runs)."""
-    seen, real = [], histogram.vote_counts
+    seen, real = [], kernels.vote_counts
 
     def recorded(*args, screen, **kwargs):
         seen.append(screen)
         return real(*args, screen=screen, **kwargs)
 
-    monkeypatch.setattr(histogram, "vote_counts", recorded)
+    monkeypatch.setattr(kernels, "vote_counts", recorded)
     return seen
 
 
