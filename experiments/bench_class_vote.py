@@ -16,13 +16,13 @@ Cases: scikit-learn-digits-sized (10 classes, 1,348 x 1,000 x 64) and a 10-class
 from __future__ import annotations
 
 import argparse
-import platform
 import statistics
 import time
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from machine import cpu_name
 
 from pe_jax import voting
 
@@ -41,17 +41,6 @@ def _seconds(fn) -> float:
     return time.perf_counter() - t0
 
 
-def _cpu_name() -> str:
-    """The CPU model (benchmarks say which CPU they ran on: results differ by CPU)."""
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="only the digits-sized case")
@@ -60,7 +49,7 @@ def main() -> None:
     cases = [("digits-sized", 1348, 1000, 64, 10)]
     if not args.quick:
         cases.append(("60k x 60k x 256", 60_000, 60_000, 256, 10))
-    print(f"CPU: {_cpu_name()}, backend {jax.default_backend()}")
+    print(f"CPU: {cpu_name()}, backend {jax.default_backend()}")
     print(f"{'case':>16} {'one call (s)':>13} {'per class (s)':>14} {'one / per class':>16}")
     rng = np.random.default_rng(0)
     for name, n_priv, n_syn, dim, classes in cases:

@@ -23,13 +23,13 @@ speed claim).
 from __future__ import annotations
 
 import argparse
-import platform
 import time
 from functools import partial
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from machine import cpu_name
 
 from pe_jax.voting import KERNELS, METRICS, nn_histogram
 from pe_jax.voting.kernels import _driver
@@ -37,16 +37,6 @@ from pe_jax.voting.synthetic import _centred
 
 SHAPES = [(4096, 2048, 64, 1), (4096, 2048, 64, 5), (8192, 8192, 128, 1), (8192, 8192, 128, 5)]
 QUICK = [(1024, 1024, 32, 1), (1024, 1024, 32, 5)]
-
-
-def cpu_model() -> str:
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def data(n_priv, n_syn, dim, seed=0):
@@ -92,7 +82,7 @@ def main():
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
     print(f"jax {jax.__version__}, platform {jax.default_backend()}, devices "
-          f"{jax.device_count()}, CPU {cpu_model()}")
+          f"{jax.device_count()}, CPU {cpu_name()}")
     print(f"kernels: {', '.join(f'{n} ({k.description})' for n, k in KERNELS.items())}")
     header = (f"{'N_priv':>7} {'N_syn':>6} {'D':>4} {'k':>2}  {'kernel':<10} {'time s':>8} "
               f"{'x exact':>8} {'recall':>7} {'votes':>6}")

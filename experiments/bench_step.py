@@ -22,25 +22,15 @@ the 10k setting is for an accelerator.
 from __future__ import annotations
 
 import argparse
-import platform
 import statistics
 import time
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from machine import cpu_name
 
 from pe_jax import embeddings, evolve, population, privacy, step, voting
-
-
-def _cpu_name() -> str:
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def _median_seconds(fn, repeats: int) -> float:
@@ -143,7 +133,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--iterations", type=int, default=10)
     args = parser.parse_args()
-    print(f"CPU: {_cpu_name()}; backend {jax.default_backend()}, {jax.device_count()} device(s)")
+    print(f"CPU: {cpu_name()}; backend {jax.default_backend()}, {jax.device_count()} device(s)")
     for name in args.cases:
         row = bench_case(name, args.diffusion_samples, args.repeats, args.iterations)
         print(f"\n{name}: step {row['step'] * 1e3:.1f} ms (compile {row['compile']:.1f} s)")

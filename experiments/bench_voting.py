@@ -54,6 +54,7 @@ import time
 import jax
 import jax.numpy as jnp
 import numpy as np
+from machine import cpu_description
 
 from pe_jax import voting
 from pe_jax.voting import bf16_probe
@@ -67,23 +68,6 @@ FULL_GRID = [
     (200_000, 20_000, 512),
 ]
 QUICK_GRID = [(4_000, 1_000, 64), (20_000, 4_000, 256)]
-
-
-def _cpu_model() -> str:
-    """The CPU's model name and which bfloat16 instruction flags it reports."""
-    model, flags = "unknown CPU", set()
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                key, _, value = line.partition(":")
-                if key.strip() == "model name" and model == "unknown CPU":
-                    model = value.strip()
-                elif key.strip() == "flags" and not flags:
-                    flags = set(value.split())
-    except OSError:
-        pass
-    bf16 = [f for f in ("avx512_bf16", "amx_bf16", "amx_tile") if f in flags]
-    return f"{model}, {os.cpu_count()} cores visible, bf16 flags: {' '.join(bf16) or 'none'}"
 
 
 def _screen_decision() -> str:
@@ -265,7 +249,7 @@ def main() -> None:
 
     print(f"jax {jax.__version__} on {jax.devices()[0].platform}, k={args.k}, "
           f"median of {args.repeats}")
-    print(f"CPU: {_cpu_model()}")
+    print(f"CPU: {cpu_description()}")
     print(f"screen=None: {_screen_decision()}")
     header = (
         f"{'N_priv x N_syn x D':>22} {'ours_s':>8} {'GF/s':>7} {'screen':>6} {'f32_s':>8} "

@@ -31,13 +31,14 @@ import json
 import os
 import pathlib
 import shutil
-import tempfile
 from collections.abc import Iterable, Mapping
 from typing import Any
 
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
+
+from pe_jax._files import write_atomic
 
 __all__ = ["FOLDER", "RunCheckpoint", "build_fingerprint", "sha256_arrays", "sha256_files"]
 
@@ -113,22 +114,8 @@ def _differences(saved: Mapping[str, Any], given: Mapping[str, Any]) -> list[str
     return changes
 
 
-def _write_atomic(path: pathlib.Path, write) -> None:
-    """``write(file)`` into a temporary owner-only file beside ``path``, then renames it."""
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "wb") as file:
-            write(file)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        pathlib.Path(temporary).unlink(missing_ok=True)
-        raise
-
-
 def _write_json(path: pathlib.Path, value: Any) -> None:
-    _write_atomic(path, lambda f: f.write((json.dumps(value, indent=2) + "\n").encode()))
+    write_atomic(path, lambda f: f.write((json.dumps(value, indent=2) + "\n").encode()))
 
 
 class RunCheckpoint:
@@ -244,7 +231,7 @@ class RunCheckpoint:
         """Keeps the noise of ``iteration``, just drawn and recorded, until its step is saved."""
         record = {"iteration": iteration, "draws": iteration,
                   "noise_rng": None if noise_rng is None else noise_rng.bit_generator.state}
-        _write_atomic(self.folder / f"{_NOISE_PREFIX}{iteration:06d}.npz",
+        write_atomic(self.folder / f"{_NOISE_PREFIX}{iteration:06d}.npz",
                       lambda f: np.savez(f, noise=noise, record=json.dumps(record)))
 
     def save(self, state: Any, iteration: int, draws: int,

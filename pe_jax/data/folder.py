@@ -37,14 +37,6 @@ class ImageFolderSource(ImageSource):
         return len(self._files)
 
     @property
-    def image_shape(self) -> tuple[int, int, int]:
-        return self._image_shape
-
-    @property
-    def class_names(self) -> tuple[str, ...]:
-        return self._class_names
-
-    @property
     def files(self) -> tuple[str, ...]:
         """Every row's file, relative to ``root``, in row order."""
         return self._files

@@ -131,24 +131,27 @@ def heldout_split_description(fraction: float, salt: str, part: str) -> dict:
 class ImageSource(abc.ABC):
     """A fixed, ordered set of labelled images that reads rows only when asked.
 
-    Subclasses give ``__len__``, ``image_shape``, ``class_names``, ``describe`` and
-    ``_read``; everything else (row checks, value checks, subsets, splits, host shares) is
-    shared.
+    Subclasses give ``__len__``, ``describe`` and ``_read``, and set ``_image_shape`` and
+    ``_class_names`` (or override those properties); everything else (row checks, value
+    checks, subsets, splits, host shares) is shared.
     """
+
+    _image_shape: tuple[int, int, int]
+    _class_names: tuple[str, ...]
 
     @abc.abstractmethod
     def __len__(self) -> int:
         """How many rows the source has."""
 
     @property
-    @abc.abstractmethod
     def image_shape(self) -> tuple[int, int, int]:
         """``(H, W, C)`` of every image, as ``read`` returns them."""
+        return self._image_shape
 
     @property
-    @abc.abstractmethod
     def class_names(self) -> tuple[str, ...]:
         """The names of the classes; labels index into them."""
+        return self._class_names
 
     @abc.abstractmethod
     def describe(self) -> dict:
@@ -344,14 +347,6 @@ class ArraySource(ImageSource):
 
     def __len__(self) -> int:
         return int(self._images.shape[0])
-
-    @property
-    def image_shape(self) -> tuple[int, int, int]:
-        return self._image_shape
-
-    @property
-    def class_names(self) -> tuple[str, ...]:
-        return self._class_names
 
     def describe(self) -> dict:
         return {**self._description, "rows": len(self), "image_shape": list(self.image_shape),

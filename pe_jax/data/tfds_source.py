@@ -71,14 +71,6 @@ class TfdsSource(ImageSource):
     def __len__(self) -> int:
         return len(self._source)
 
-    @property
-    def image_shape(self) -> tuple[int, int, int]:
-        return self._image_shape
-
-    @property
-    def class_names(self) -> tuple[str, ...]:
-        return self._class_names
-
     def describe(self) -> dict:
         return {**self._description, "image_key": self._image_key,
                 "label_key": self._label_key, "rows": len(self),

@@ -33,12 +33,12 @@ import math
 import numbers
 import os
 import pathlib
-import tempfile
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Final
 
 from pe_jax._checks import check_int
+from pe_jax._files import write_atomic
 from pe_jax.privacy import accounting
 from pe_jax.privacy.noise import CSPRNG_SOURCE
 
@@ -335,17 +335,7 @@ class PrivacyLedger:
             raise ValueError(f"ledger file {str(path)!r} changed since this ledger last wrote "
                              "it (is another run using it?); nothing more is released")
         text = json.dumps(self._dict(events), indent=2) + "\n"
-        handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.",
-                                             suffix=".tmp")
-        try:
-            with os.fdopen(handle, "w") as file:
-                file.write(text)
-                file.flush()
-                os.fsync(file.fileno())
-            os.replace(temporary, path)
-        except BaseException:
-            pathlib.Path(temporary).unlink(missing_ok=True)
-            raise
+        write_atomic(path, lambda file: file.write(text.encode()))
         self._written = text
 
 
