@@ -22,25 +22,15 @@ the 10k setting is for an accelerator.
 from __future__ import annotations
 
 import argparse
-import statistics
 import time
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from machine import cpu_name
+from measure import median_seconds
 
 from pe_jax import embeddings, evolve, population, privacy, step, voting
-
-
-def _median_seconds(fn, repeats: int) -> float:
-    jax.block_until_ready(fn())  # compile / warm up
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        jax.block_until_ready(fn())
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
 
 
 def digits_case(samples: int):
@@ -92,15 +82,15 @@ def bench_case(name: str, samples: int, repeats: int, iterations: int) -> dict:
     choose = jax.jit(lambda w: population.select_parents(key, w, layout))
     synthetic = embed(samples)
     parts = {
-        "variation": _median_seconds(lambda: vary(samples), repeats),
-        "embedding": _median_seconds(lambda: embed(samples), repeats),
-        "vote": _median_seconds(lambda: voting.vote(private, synthetic, layout.members),
+        "variation": median_seconds(lambda: vary(samples), repeats),
+        "embedding": median_seconds(lambda: embed(samples), repeats),
+        "vote": median_seconds(lambda: voting.vote(private, synthetic, layout.members),
                                 repeats),
-        "selection": _median_seconds(lambda: choose(weights), repeats),
+        "selection": median_seconds(lambda: choose(weights), repeats),
     }
     event = privacy.release_event(noise_multiplier=3.0)
     ledger = privacy.PrivacyLedger(1e-5)
-    parts["noise draw (host)"] = _median_seconds(
+    parts["noise draw (host)"] = median_seconds(
         lambda: privacy.draw_noise(event, ledger, len(layout.labels)), repeats)
     one_step = step.make_step(generator, embedder, layout, config.step_settings)
     noise = jax.device_put(jnp.zeros(len(layout.labels), jnp.int32))
@@ -113,7 +103,7 @@ def bench_case(name: str, samples: int, repeats: int, iterations: int) -> dict:
         current[0], output = compiled(current[0], private, noise, degree)
         return output
 
-    step_s = _median_seconds(run_step, repeats)
+    step_s = median_seconds(run_step, repeats)
     model_and_vote = parts["variation"] + parts["embedding"] + parts["vote"]
     runs = {}
     for fused in (False, True):  # whole runs, each compiling its step or scan once

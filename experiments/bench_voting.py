@@ -45,16 +45,15 @@ ours, float32, screened, matmul and faiss take turns, and each time is their med
 from __future__ import annotations
 
 import argparse
-import gc
 import os
 import statistics
-import threading
 import time
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from machine import cpu_description
+from measure import rss_growth_mb
 
 from pe_jax import voting
 from pe_jax.voting import bf16_probe
@@ -87,40 +86,6 @@ def _screen_decision() -> str:
 def _shape(text: str) -> tuple[int, int, int]:
     n_priv, n_syn, dim = (int(v.replace("k", "000")) for v in text.lower().split("x"))
     return n_priv, n_syn, dim
-
-
-def _median_time(fn, repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
-
-
-def _rss_mb() -> float:
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
-
-
-def _rss_growth_mb(fn) -> float:
-    """Peak RSS above the starting RSS while ``fn`` runs (sampled every 5 ms)."""
-    gc.collect()
-    start, peak, done = _rss_mb(), [0.0], threading.Event()
-
-    def sample():
-        while not done.is_set():
-            peak[0] = max(peak[0], _rss_mb())
-            time.sleep(0.005)
-
-    thread = threading.Thread(target=sample)
-    thread.start()
-    try:
-        fn()
-    finally:
-        done.set()
-        thread.join()
-    return max(peak[0], _rss_mb(), start) - start
 
 
 def _numpy_votes(private: np.ndarray, synthetic: np.ndarray, k: int,
@@ -217,13 +182,13 @@ def bench_shape(n_priv: int, n_syn: int, dim: int, args, rng) -> dict:
     row["faiss_x"] = row["faiss_mb"] = None
     if faiss is not None:
         row["faiss_x"] = times["faiss"] / row["ours_s"]
-        row["faiss_mb"] = _rss_growth_mb(lambda: index.search(private_np, args.k))
+        row["faiss_mb"] = rss_growth_mb(lambda: index.search(private_np, args.k))
         del index
 
     rows_np = min(n_priv, args.numpy_rows)
     row["numpy_sub"] = rows_np != n_priv
     t0 = time.perf_counter()
-    row["numpy_mb"] = _rss_growth_mb(
+    row["numpy_mb"] = rss_growth_mb(
         lambda: _numpy_votes(private_np[:rows_np], synthetic_np, args.k))
     np_s = time.perf_counter() - t0
     row["numpy_x"] = np_s * (n_priv / rows_np) / row["ours_s"]
