@@ -174,3 +174,22 @@ def test_run_ledger_file_composes_repeated_runs_and_refuses_over_budget(tmp_path
 def test_ledger_budget_needs_a_ledger(tmp_path, capsys):
     assert cli.main(["run", "--out", str(tmp_path / "x"), *SMALL, "--ledger-budget", "3"]) == 2
     assert "--ledger-budget" in capsys.readouterr().err
+
+
+def test_run_non_private_baseline_releases_clean_counts_and_says_so(tmp_path, capsys):
+    out = tmp_path / "baseline"
+    assert cli.main(["run", "--out", str(out), *SMALL, "--set", "non_private=true"]) == 0
+    report = json.loads((out / "privacy.json").read_text())
+    assert report["differentially_private"] is False and report["epsilon"] is None
+    assert report["noise_multiplier"] == [0.0] and report["target_epsilon"] is None
+    assert any("without noise" in reason for reason in report["not_private_because"])
+    assert "This run is NOT differentially private" in _words(out / "privacy.txt")
+    assert "NOT differentially private" in capsys.readouterr().out
+    ledger = json.loads((out / "ledger.json").read_text())
+    assert ledger["epsilon_budget"] is None and len(ledger["events"]) == 2
+    # A shared ledger never takes clean releases.
+    shared = tmp_path / "ledger.json"
+    assert cli.main(["run", "--out", str(tmp_path / "x"), *SMALL, "--set", "non_private=true",
+                     "--ledger", str(shared)]) == 2
+    assert "shared --ledger" in capsys.readouterr().err
+    assert not shared.exists() and not (tmp_path / "x").exists()

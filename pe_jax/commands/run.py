@@ -151,12 +151,17 @@ def run_command(config: ml_collections.ConfigDict, out: pathlib.Path, progress: 
     if config.data not in DATASETS:
         raise ValueError(f"data must be one of {DATASETS}; got {config.data!r}")
     devices = _check_devices(devices)
+    non_private = config.get("non_private", False)
+    if non_private and ledger_path is not None:
+        raise ValueError("non_private=true releases clean counts: it cannot be recorded in a "
+                         "shared --ledger file, whose runs would then compose to no guarantee; "
+                         "leave --ledger out")
     seed = config.get("noise_seed", -1)
-    if not (isinstance(seed, int) and seed >= -1):
-        raise ValueError(f"noise_seed must be -1 (CSPRNG) or a seed >= 0; got {seed!r}")
-    noise_rng = None if seed == -1 else np.random.default_rng(seed)
-    sigma = privacy.noise_multiplier(config.epsilon, config.delta, config.iterations, k=config.k)
-    event = privacy.release_event(noise_multiplier=sigma, k=config.k, rng=noise_rng)
+    noise_rng = None if seed == -1 or non_private else np.random.default_rng(seed)
+    sigma = 0.0 if non_private else privacy.noise_multiplier(
+        config.epsilon, config.delta, config.iterations, k=config.k)
+    event = privacy.release_event(noise_multiplier=sigma, k=config.k, rng=noise_rng,
+                                  non_private=non_private)
     shared = ledger_path is not None
     if resume:
         ledger_path = _resumed_ledger(out, ledger_path, ledger_budget)
@@ -170,6 +175,7 @@ def run_command(config: ml_collections.ConfigDict, out: pathlib.Path, progress: 
     pe_config = evolve.PEConfig(
         iterations=config.iterations,
         noise_multiplier=sigma,
+        non_private=non_private,
         samples_per_class=(config.samples_per_class,) * private.num_classes,
         degrees=evolve.degree_schedule(config.degree_start, config.degree_end,
                                        config.iterations, config.degree_schedule),
@@ -192,7 +198,7 @@ def run_command(config: ml_collections.ConfigDict, out: pathlib.Path, progress: 
         checkpoint = checkpoints.RunCheckpoint.open(out, fingerprint)
         shared = checkpoint.run["shared_ledger"]
         ledger = _ledger(config, ledger_path if shared else out / LEDGER_FILE,
-                         None if shared else config.epsilon)
+                         None if shared else _own_budget(config))
         run_start = checkpoint.run["run_start"]
     else:
         out = reporting.prepare_output_dir(out)
@@ -204,7 +210,7 @@ def run_command(config: ml_collections.ConfigDict, out: pathlib.Path, progress: 
         if not shared:  # the run's own ledger, written at each release
             ledger = privacy.PrivacyLedger.open(out / LEDGER_FILE, delta=config.delta,
                                                 adjacency=ADJACENCY,
-                                                epsilon_budget=config.epsilon)
+                                                epsilon_budget=_own_budget(config))
         checkpoint = checkpoints.RunCheckpoint.create(
             out, fingerprint, run={"shared_ledger": shared, "run_start": run_start,
                                    "ledger_file": str(ledger.path.absolute())})
@@ -217,7 +223,7 @@ def run_command(config: ml_collections.ConfigDict, out: pathlib.Path, progress: 
 
     def write_report(complete: bool = False) -> dict:
         report = reporting.privacy_report(
-            ledger, target_epsilon=config.epsilon, private_data=private_data, public=public,
+            ledger, target_epsilon=_own_budget(config), private_data=private_data, public=public,
             non_private_outputs=non_private_outputs, run_start=run_start,
             shared_ledger=shared, planned_iterations=None if complete else config.iterations)
         reporting.write_privacy_report(out, report)
@@ -324,6 +330,11 @@ def _public_model_files(config: ml_collections.ConfigDict, generator: object
     return files
 
 
+def _own_budget(config: ml_collections.ConfigDict) -> float | None:
+    """The budget of a run's own ledger: its epsilon, or none for a non-private baseline."""
+    return None if config.get("non_private", False) else config.epsilon
+
+
 def _ledger(config: ml_collections.ConfigDict, path: pathlib.Path | None,
             budget: float | None) -> "PrivacyLedger":
     """The run's ledger: the file ``path`` (``--ledger``), or a fresh one whose budget is the
@@ -335,7 +346,7 @@ def _ledger(config: ml_collections.ConfigDict, path: pathlib.Path | None,
             raise ValueError("--ledger-budget sets the budget of a --ledger file; give --ledger "
                              "too, or leave it out")
         return privacy.PrivacyLedger(config.delta, adjacency=ADJACENCY,
-                                     epsilon_budget=config.epsilon)
+                                     epsilon_budget=_own_budget(config))
     if budget is not None and not (math.isfinite(budget) and budget > 0):
         raise ValueError(f"--ledger-budget must be a finite epsilon > 0; got {budget!r}")
     return privacy.PrivacyLedger.open(path, delta=config.delta, adjacency=ADJACENCY,

@@ -52,6 +52,9 @@ def get_config() -> ml_collections.ConfigDict:
     # -1 draws the noise from the operating system's CSPRNG. A seed >= 0 draws it from a seeded
     # generator, for reproducible research only: the run is then NOT differentially private.
     config.noise_seed = -1
+    # true: a non-private baseline, the clean histograms released without noise; the report
+    # says the run is NOT differentially private, and epsilon and delta are not used.
+    config.non_private = False
     # PE.
     config.iterations = 10
     config.samples_per_class = 100

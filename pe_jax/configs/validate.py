@@ -173,6 +173,7 @@ def validate_run_config(config, available: tuple[int, str] | None = None) -> Non
     check_int("metrics_every", get("metrics_every", 1), 1)
     check_int("metrics_k", get("metrics_k", 3), 1)
     check_bool("tensorboard", get("tensorboard", False))
+    check_bool("non_private", get("non_private", False))
     space = check_choice("metrics_embedding", get("metrics_embedding", "encoder"),
                          tuple(embeddings.EMBEDDERS))
     if {"fid", "precision_recall"} & set(metrics):
