@@ -42,7 +42,7 @@ import jax.numpy as jnp
 import numpy as np
 from tqdm.auto import tqdm
 
-from pe_jax import population, privacy, resume, step, voting
+from pe_jax import population, privacy, resume, sharding, step, voting
 from pe_jax._checks import check_int, require
 from pe_jax.apis import Generator, Samples
 from pe_jax.embeddings import Embedder
@@ -212,7 +212,15 @@ def run(
       callbacks: called after each iteration with an ``IterationResult``.
       mesh: run on its devices (``pe_jax.sharding``): the private blocks and the population
         are split over them (the population size must be a multiple of its device count);
-        the results equal those without a mesh.
+        the results equal those without a mesh. In a multi-process run (after
+        ``jax.distributed.initialize``; ``jax.process_count() > 1``) it is required and spans
+        every process's devices (``sharding.global_mesh()``): every process calls ``run`` with
+        the same arguments (today all private rows on every process), process 0 draws each
+        release's noise and broadcasts it (``_draw_broadcast``), so every process applies the
+        same release and keeps a ledger equal to the single-process one, and the results
+        equal a one-process run on as many devices. The samples that callbacks and the result
+        get are then global arrays sharded over all processes (gather them with
+        ``jax.experimental.multihost_utils.process_allgather``); no checkpoint yet.
       noise_rng: a seeded NumPy generator for reproducible research noise: anyone with the
         seed can recompute the noise, so the ledger marks such releases as seeded, the
         privacy report says the run is NOT differentially private, and a ledger never mixes
@@ -231,6 +239,12 @@ def run(
     """
     require(not (fused and checkpoint is not None), "checkpoint",
             "None with fused=True (the scan keeps no per-iteration state)", "a checkpoint")
+    multiprocess = jax.process_count() > 1
+    if multiprocess:
+        require(mesh is not None, "mesh", "a mesh over every process's devices in a "
+                "multi-process run (pe_jax.sharding.global_mesh())", None)
+        require(checkpoint is None, "checkpoint", "None in a multi-process run (not supported "
+                "yet)", "a checkpoint")
     layout = config.layout
     event = privacy.release_event(noise_multiplier=config.noise_multiplier, k=config.k,
                                   rng=noise_rng, non_private=config.non_private)
@@ -256,13 +270,19 @@ def run(
         state = checkpoint.restore(state)
     state = step.place_state(state, mesh)  # the step's layout on the mesh (none without one)
     degrees = jnp.asarray(config.degrees, jnp.float32)
+    if multiprocess:  # every input of the compiled step a global array on the mesh
+        degrees = jax.device_put(np.asarray(config.degrees, np.float32),
+                                 sharding.replicated(sharding.auto(mesh)))
 
     def draw(t: int) -> tuple[np.ndarray, float]:
         """The noise of iteration ``t`` (ledger checked and recorded; or, when it was drawn
         before an interruption, the recorded noise), and the epsilon after its release."""
         if t <= drawn:
             return checkpoint.pending_noise(t), recorded[t - done - 1]
-        noise = privacy.draw_noise(event, ledger, len(layout.labels), rng=noise_rng)
+        if multiprocess:
+            noise = _draw_broadcast(event, ledger, len(layout.labels), noise_rng)
+        else:
+            noise = privacy.draw_noise(event, ledger, len(layout.labels), rng=noise_rng)
         if checkpoint is not None:
             checkpoint.noise_drawn(t, noise, noise_rng)
         return noise, ledger.epsilon_spent()
@@ -288,7 +308,7 @@ def run(
             (config.iterations, *noise_shape.shape), jnp.int32), degrees).compile()
         bar.set_description(f"PE: {config.iterations} iterations in one scan")
         noises, spent = zip(*(draw(t) for t in range(1, config.iterations + 1)))
-        state, (populations, outputs) = scan(state, private, _on_device(np.stack(noises)),
+        state, (populations, outputs) = scan(state, private, _on_device(np.stack(noises), mesh),
                                              degrees)
         for t in range(1, config.iterations + 1):
             report(t, jax.tree.map(lambda leaf: leaf[t - 1], populations),
@@ -299,7 +319,8 @@ def run(
         bar.set_description("PE")
         noise, spent = draw(done + 1)
         for t in range(done + 1, config.iterations + 1):
-            state, output = one_step(state, private, _on_device(noise), degrees[t - 1])
+            state, output = one_step(state, private, _on_device(noise, mesh),
+                                     degrees[t - 1])
             spent_t = spent
             if t < config.iterations:  # drawn on the host while the device runs step t
                 noise, spent = draw(t + 1)
@@ -326,9 +347,37 @@ def _restore_noise_rng(noise_rng: np.random.Generator | None,
         noise_rng.bit_generator.state = saved
 
 
-def _on_device(noise: np.ndarray) -> jax.Array:
-    """The drawn noise as the int32 array the step adds (``_check_noise_fits_int32``)."""
+def _on_device(noise: np.ndarray, mesh: jax.sharding.Mesh | None) -> jax.Array:
+    """The drawn noise as the int32 array the step adds (``_check_noise_fits_int32``); in a
+    multi-process run a global array replicated on ``mesh`` (the same noise everywhere)."""
+    if jax.process_count() > 1:
+        return jax.device_put(noise.astype(np.int32), sharding.replicated(sharding.auto(mesh)))
     return jax.device_put(noise.astype(np.int32))
+
+
+def _draw_broadcast(event: privacy.ReleaseEvent, ledger: privacy.PrivacyLedger, bins: int,
+                    noise_rng: np.random.Generator | None) -> np.ndarray:
+    """One release's noise in a multi-process run: drawn once, by process 0, and broadcast.
+
+    Process 0 checks its ledger, draws (its ``noise_rng``, or the CSPRNG) and records the
+    release, as ``privacy.draw_noise`` does in a single process; every other process checks
+    its own ledger, receives process 0's noise and records the same event. So every process
+    adds the same noise, each ledger equals the single-process one, and the other processes'
+    ``noise_rng`` is never drawn from (it only says whether the release is seeded). The noise
+    travels as int32, which ``_check_noise_fits_int32`` has made sure it fits.
+    """
+    from jax.experimental import multihost_utils
+
+    if jax.process_index() == 0:
+        noise = privacy.draw_noise(event, ledger, bins, rng=noise_rng)
+    else:
+        ledger.check(event)
+        noise = np.zeros(bins, np.int64)
+    noise = np.asarray(multihost_utils.broadcast_one_to_all(noise.astype(np.int32)),
+                       np.int64)
+    if jax.process_index() != 0:
+        ledger.record(event)
+    return noise
 
 
 def _check_noise_fits_int32(event: privacy.ReleaseEvent, n_private: int) -> None:

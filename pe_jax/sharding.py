@@ -7,7 +7,9 @@ single convention for every mesh it is given:
   population, embedding batches, diffusion batches and training batches all put their leading
   (row) axis over all of the mesh's devices at once -- ``P("data")`` on the usual one-axis
   mesh, ``P(("a", "b"))`` on a two-axis one -- in the mesh's device order. Every axis is a data
-  axis; :func:`local_mesh` builds the usual one, named :data:`DATA_AXIS`.
+  axis; :func:`local_mesh` builds the usual one, named :data:`DATA_AXIS`, over one process's
+  devices, and :func:`global_mesh` over every process's (a multi-process run, where the
+  eager helpers place each process's own pieces of a value that all processes hold alike).
 * **Everything else is replicated**: model parameters, the vote histogram, the synthetic
   embeddings each device votes over, scalars and keys.
 * **Compiled code sees Auto axes.** Model code (the UNet, the encoder, the glyph renderer)
@@ -41,8 +43,8 @@ import numpy as np
 from pe_jax._checks import check_int, require
 
 __all__ = ["DATA_AXIS", "auto", "data_sharding", "device_count", "even_devices",
-           "explicit_context", "is_explicit", "local_mesh", "platform", "replicate",
-           "replicated", "row_spec", "shard_rows", "use"]
+           "explicit_context", "global_mesh", "is_explicit", "local_mesh", "platform",
+           "replicate", "replicated", "row_spec", "shard_rows", "use"]
 
 DATA_AXIS = "data"
 """The name of the one axis of :func:`local_mesh`."""
@@ -66,6 +68,21 @@ def local_mesh(devices: int | None = None) -> jax.sharding.Mesh:
     count = len(available) if devices is None else check_int(
         "devices", devices, 1, len(available))
     return jax.sharding.Mesh(np.asarray(available[:count]), (DATA_AXIS,),
+                             axis_types=(jax.sharding.AxisType.Auto,))
+
+
+def global_mesh() -> jax.sharding.Mesh:
+    """A one-axis (:data:`DATA_AXIS`) mesh with Auto axis type over every device of every
+    process (``jax.devices()``, in its order: process by process).
+
+    The mesh of a multi-process run (``jax.distributed.initialize`` first): rows are split
+    over all devices of all hosts, exactly as :func:`local_mesh` splits them over one host's,
+    so a run on it computes the same rows the same way. In a single process it equals
+    ``local_mesh()``. Arrays on it that span other processes' devices are global arrays:
+    ``jax.device_put`` of a value that is identical on every process places it, and
+    ``jax.experimental.multihost_utils.process_allgather`` brings a sharded one back whole.
+    """
+    return jax.sharding.Mesh(np.asarray(jax.devices()), (DATA_AXIS,),
                              axis_types=(jax.sharding.AxisType.Auto,))
 
 
@@ -155,7 +172,27 @@ def _place(tree: Tree, shardings: Any) -> Tree:
     """``device_put`` eagerly, ``with_sharding_constraint`` under a trace."""
     if _traced(tree):
         return jax.lax.with_sharding_constraint(tree, shardings)
+    if jax.process_count() > 1:
+        return jax.tree.map(_global_put, tree, shardings)
     return jax.device_put(tree, shardings)
+
+
+def _global_put(leaf: Any, sharding: jax.sharding.Sharding) -> Any:
+    """``leaf`` placed by ``sharding`` in a multi-process run, from its local copy.
+
+    The leaf must be the same on every process (e.g. computed from the same key, or noise
+    broadcast from process 0): each process places only the pieces its own devices hold, so
+    nothing travels between hosts. ``jax.device_put`` refuses an array already committed to
+    a local device, which this accepts, PRNG key arrays included.
+    """
+    if sharding.is_fully_addressable:
+        return jax.device_put(leaf, sharding)
+    if not isinstance(leaf, jax.Array):
+        leaf = np.asarray(leaf)
+    shape = np.shape(leaf)
+    pieces = [jax.device_put(leaf[index], device)
+              for device, index in sharding.addressable_devices_indices_map(shape).items()]
+    return jax.make_array_from_single_device_arrays(shape, sharding, pieces)
 
 
 def shard_rows(tree: Tree, mesh: jax.sharding.Mesh | None) -> Tree:

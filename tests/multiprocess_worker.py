@@ -1,0 +1,66 @@
+"""One process of a small PE run on ``sharding.global_mesh()``, for tests/test_multiprocess.py.
+
+    python tests/multiprocess_worker.py PROCESS_ID NUM_PROCESSES PORT OUT_DIR
+
+With NUM_PROCESSES > 1 it joins ``jax.distributed`` on 127.0.0.1:PORT (gloo CPU collectives);
+the device count comes from XLA_FLAGS. Every process runs the same PE run (glyph generator,
+3 classes, T = 2, seeded noise); the final population (gathered from every process), the
+noisy counts of each iteration and the ledger, of the loop and of the fused run, are written
+by every process to OUT_DIR/result{PROCESS_INDEX}.npz. Not a test file: the test launches it.
+"""
+
+import json
+import pathlib
+import sys
+
+import jax
+import numpy as np
+
+
+def main(process_id: int, num_processes: int, port: int, out_dir: str) -> None:
+    if num_processes > 1:
+        jax.config.update("jax_cpu_collectives_implementation", "gloo")
+        jax.distributed.initialize(coordinator_address=f"127.0.0.1:{port}",
+                                   num_processes=num_processes, process_id=process_id,
+                                   initialization_timeout=60)
+    from jax.experimental import multihost_utils
+
+    from pe_jax import embeddings, evolve, privacy, sharding
+    from pe_jax.apis.glyphs import GlyphGenerator
+
+    mesh = sharding.global_mesh()
+    generator = GlyphGenerator(characters="012", resolution=8)
+    # The private data: glyphs drawn from the generator with another key (every process holds
+    # all of it; loading a slice per host is not built yet).
+    labels = np.repeat(np.arange(3), 6).astype(np.int32)
+    private = generator.random(jax.random.key(7), len(labels), jax.numpy.asarray(labels))
+    images = np.clip(np.asarray(generator.images(private)), 0.0, 1.0)
+    config = evolve.PEConfig(iterations=2, noise_multiplier=2.0, samples_per_class=(4, 4, 4),
+                             degrees=(0.5, 0.3), threshold=0.5)
+    # Process 0's seed is the one the release uses; another process's generator is never
+    # drawn from (its noise comes from process 0), so a different seed there must change
+    # nothing -- and would, if any process drew its own noise.
+    noise_rng = lambda: np.random.default_rng(3 + 1000 * jax.process_index())  # noqa: E731
+    out = {"devices": jax.device_count(), "processes": jax.process_count()}
+    for fused in (False, True):  # the loop, then the whole run as one scan
+        noisy = []
+        result = evolve.run(jax.random.key(0), config, generator=generator,
+                            embedder=embeddings.PixelEmbedder(), private_images=images,
+                            private_labels=labels, ledger=privacy.PrivacyLedger(1e-5),
+                            mesh=mesh, noise_rng=noise_rng(), progress=False,
+                            fused=fused, callbacks=[lambda r: noisy.append(r.release.noisy)])
+        leaves = jax.tree.leaves(result.samples)
+        if num_processes > 1:  # the population is sharded over every process's devices
+            leaves = multihost_utils.process_allgather(leaves, tiled=True)
+        name = "fused" if fused else "loop"
+        out[f"{name}_noisy"] = np.stack(noisy)
+        out[f"{name}_labels"] = result.labels
+        out[f"{name}_ledger"] = json.dumps(result.ledger.to_dict(), sort_keys=True)
+        out.update({f"{name}_leaf{i}": np.asarray(leaf) for i, leaf in enumerate(leaves)})
+    # Every process writes what it saw (outputs of a real run: process 0 only).
+    np.savez(pathlib.Path(out_dir) / f"result{jax.process_index()}.npz", **out)
+    if num_processes > 1:
+        multihost_utils.sync_global_devices("pe_jax multiprocess worker done")
+
+if __name__ == "__main__":
+    main(int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), sys.argv[4])

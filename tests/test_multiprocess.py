@@ -1,0 +1,75 @@
+"""Multi-process PE: 2 processes x 2 CPU devices equal 1 process x 4 devices, bitwise.
+
+Each run is a subprocess (tests/multiprocess_worker.py) with forced CPU devices; the two
+processes join ``jax.distributed`` on 127.0.0.1 (gloo CPU collectives) and run on
+``sharding.global_mesh()``. Process 0 draws the seeded noise and broadcasts it, so every
+process releases the same noisy counts and records the same ledger (process 1 is given another
+noise seed, which must change nothing: it would, if a process drew its own noise); the final
+population, gathered from both processes, equals the single-process one. Both the loop and
+the fused (``lax.scan``) run are compared.
+"""
+
+import os
+import pathlib
+import socket
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+WORKER = pathlib.Path(__file__).with_name("multiprocess_worker.py")
+TIMEOUT_S = 180
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _launch(out_dir: pathlib.Path, num_processes: int, devices: int) -> None:
+    flags = [f for f in os.environ.get("XLA_FLAGS", "").split() if "device_count" not in f]
+    env = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS=" ".join(
+        [*flags, f"--xla_force_host_platform_device_count={devices}"]))
+    port = _free_port()
+    procs = [subprocess.Popen([sys.executable, str(WORKER), str(i), str(num_processes),
+                               str(port), str(out_dir)], env=env, stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, text=True)
+             for i in range(num_processes)]
+    logs = []
+    for p in procs:
+        try:
+            logs.append(p.communicate(timeout=TIMEOUT_S)[0])
+        except subprocess.TimeoutExpired:
+            for q in procs:
+                q.kill()
+            pytest.fail(f"a worker ran past {TIMEOUT_S} s")
+    for p, log in zip(procs, logs):
+        assert p.returncode == 0, log[-3000:]
+
+
+def test_two_processes_equal_one_process_bitwise(tmp_path):
+    one, two = tmp_path / "one", tmp_path / "two"
+    one.mkdir()
+    two.mkdir()
+    _launch(one, num_processes=1, devices=4)
+    _launch(two, num_processes=2, devices=2)
+    reference = np.load(one / "result0.npz")
+    assert int(reference["devices"]) == 4 and int(reference["processes"]) == 1
+    names = [n for n in reference.files if n not in ("devices", "processes")]
+    assert {"loop_noisy", "loop_ledger", "loop_leaf0", "fused_noisy"} <= set(names)
+    for process in (0, 1):
+        result = np.load(two / f"result{process}.npz")
+        assert int(result["devices"]) == 4 and int(result["processes"]) == 2
+        assert sorted(result.files) == sorted(reference.files)
+        for name in names:  # noisy counts, ledger, labels and every population leaf
+            assert result[name].dtype == reference[name].dtype, name
+            np.testing.assert_array_equal(result[name], reference[name], err_msg=name)
+    for name in names:  # the fused run releases and ends exactly as the loop
+        if name.startswith("loop_"):
+            np.testing.assert_array_equal(reference[name],
+                                          reference["fused_" + name[len("loop_"):]])
+    assert reference["loop_noisy"].shape == (2, 12)
+    assert '"seeded": true' in str(reference["loop_ledger"])
+    assert str(reference["loop_ledger"]).count('"mechanism"') == 2  # T events, recorded once
