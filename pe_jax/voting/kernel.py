@@ -31,7 +31,7 @@ from pe_jax.voting.metrics import LinearScore, ScoreFn
 from pe_jax.voting.nearest import nearest_1, nearest_k, screened_nearest, tile_scores
 from pe_jax.voting.synthetic import PreparedSynthetic, prepare
 
-__all__ = ["vote_counts"]
+__all__ = ["sum_over_devices", "vote_counts"]
 
 
 def _local_counts(blocks: PrivateBlocks, prepared: PreparedSynthetic, class_index: jax.Array,
@@ -105,18 +105,32 @@ def vote_counts(blocks: PrivateBlocks, synthetic: jax.Array, class_index: jax.Ar
     prepared = prepare(score_fn, synthetic, class_index, k=k, tile_cap=synthetic_tile,
                        screen=screen)
     count = partial(_local_counts, score_fn=score_fn, k=k, n_syn=n_syn)
+    return sum_over_devices(count, blocks, (prepared, class_index), mesh)
+
+
+def sum_over_devices(count: Callable, blocks: PrivateBlocks, public: tuple,
+                     mesh: jax.sharding.Mesh | None, *, check_vma: bool = True) -> jax.Array:
+    """``count(blocks, *public, vary=...)`` over all the private blocks, as int32 counts.
+
+    Without a mesh it is one call.  On a mesh the blocks are split over the devices
+    (``sharding.row_spec``), the ``public`` inputs replicated, each device counts its own
+    blocks and ``lax.psum`` adds the integer counts, so the result does not depend on the
+    device count.  ``vary`` marks loop carries as per-device values inside ``shard_map``
+    (identity without a mesh); ``check_vma=False`` is for counts that do not type which
+    values vary over the mesh (they may ignore ``vary``).
+    """
     if mesh is None:
-        return count(blocks, prepared, class_index, vary=lambda a: a)
+        return count(blocks, *public, vary=lambda a: a)
     rows = sharding.row_spec(mesh)
     axes = tuple(mesh.axis_names)
     if sharding.is_explicit(mesh):
         blocks = jax.reshard(blocks, rows)
-        prepared, class_index = jax.reshard((prepared, class_index), jax.P())
+        public = jax.reshard(public, jax.P())
     vary = partial(jax.tree.map, lambda a: lax.pcast(a, axes, to="varying"))
 
-    def per_device(local_blocks, prepared_rep, index_rep):
-        return lax.psum(count(local_blocks, prepared_rep, index_rep, vary=vary), axes)
+    def per_device(local_blocks, *public_rep):
+        return lax.psum(count(local_blocks, *public_rep, vary=vary), axes)
 
-    return jax.shard_map(per_device, mesh=mesh, in_specs=(rows, jax.P(), jax.P()),
-                         out_specs=jax.P())(blocks, prepared, class_index)
+    return jax.shard_map(per_device, mesh=mesh, in_specs=(rows,) + (jax.P(),) * len(public),
+                         out_specs=jax.P(), check_vma=check_vma)(blocks, *public)
 

@@ -56,9 +56,8 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from pe_jax import sharding
 from pe_jax._checks import require
-from pe_jax.voting.kernel import vote_counts
+from pe_jax.voting.kernel import sum_over_devices, vote_counts
 from pe_jax.voting.layout import PrivateBlocks
 from pe_jax.voting.metrics import METRICS, ScoreFn
 from pe_jax.voting.synthetic import _centred
@@ -186,7 +185,8 @@ def _row_votes(idx: jax.Array, members: jax.Array, voting: jax.Array, n_syn: int
 
 def _local_block_counts(blocks: PrivateBlocks, y: jax.Array, valid: jax.Array,
                         means: jax.Array, classes: jax.Array, *, nearest: NearestFn,
-                        score_fn: ScoreFn, k: int, n_syn: int) -> jax.Array:
+                        score_fn: ScoreFn, k: int, n_syn: int, vary: Callable) -> jax.Array:
+    del vary  # run with check_vma=False (see _block_counts)
     def body(i, hist):
         c = blocks.block_class[i]
         idx = nearest(blocks.rows[i] - means[c], y[c], valid[c], k=k, score_fn=score_fn)
@@ -208,23 +208,10 @@ def _block_counts(blocks: PrivateBlocks, synthetic: jax.Array, classes: jax.Arra
     y = synthetic.astype(jnp.float32)[jnp.maximum(classes, 0)]  # (C, S, D)
     y, means = _centred(score_fn, y, valid)  # l2: centred on the class's synthetic mean
     count = partial(_local_block_counts, nearest=nearest, score_fn=score_fn, k=k, n_syn=n_syn)
-    public = (y, valid, means, classes)
-    if mesh is None:
-        return count(blocks, *public)
-    rows = sharding.row_spec(mesh)
-    axes = tuple(mesh.axis_names)
-    if sharding.is_explicit(mesh):
-        blocks = jax.reshard(blocks, rows)
-        public = jax.reshard(public, jax.P())
-
-    def per_device(local_blocks, *public_rep):
-        return lax.psum(count(local_blocks, *public_rep), axes)
-
     # check_vma=False: a plug-in search (a Pallas call in interpret mode, say) need not
     # type which of its values vary over the mesh; the psum of the per-device counts is
-    # what the out_specs=P() result is, either way.
-    return jax.shard_map(per_device, mesh=mesh, in_specs=(rows,) + (jax.P(),) * 4,
-                         out_specs=jax.P(), check_vma=False)(blocks, *public)
+    # what the result is, either way.
+    return sum_over_devices(count, blocks, (y, valid, means, classes), mesh, check_vma=False)
 
 
 def _driver(nearest: NearestFn, blocks, synthetic, classes, *, k, metric, mesh,
