@@ -208,19 +208,28 @@ SMALL = ["--set", "iterations=3", "--set", "samples_per_class=6", "--set", "metr
          "--set", "noise_seed=5", "--quiet"]
 
 
+def _interrupt_after_picture(monkeypatch, iteration: int, interrupt) -> None:
+    """Calls ``interrupt()`` right after the CLI saves iteration ``iteration``'s picture."""
+    real = reporting.save_image_grid
+
+    def interrupted(path, *args, **kwargs):
+        real(path, *args, **kwargs)
+        if path.name == f"iter_{iteration:03d}.png":
+            interrupt()
+
+    monkeypatch.setattr(reporting, "save_image_grid", interrupted)
+
+
+def _keyboard_interrupt():
+    raise KeyboardInterrupt
+
+
 def test_cli_interrupted_by_sigterm_resumes_to_the_uninterrupted_result(tmp_path, capsys,
                                                                         monkeypatch):
     reference, out = tmp_path / "reference", tmp_path / "run"
     assert cli.main(["run", "--out", str(reference), *SMALL]) == 0
     capsys.readouterr()
-    real = reporting.save_image_grid
-
-    def killed_after_iteration_2(path, *args, **kwargs):
-        real(path, *args, **kwargs)
-        if path.name == "iter_002.png":
-            signal.raise_signal(signal.SIGTERM)
-
-    monkeypatch.setattr(reporting, "save_image_grid", killed_after_iteration_2)
+    _interrupt_after_picture(monkeypatch, 2, lambda: signal.raise_signal(signal.SIGTERM))
     assert cli.main(["run", "--out", str(out), *SMALL]) == 130
     err = capsys.readouterr().err.strip()
     assert err == (f"pe-jax: interrupted; what was spent is recorded in {out}; continue with: "
@@ -257,14 +266,7 @@ def test_cli_interrupted_by_sigterm_resumes_to_the_uninterrupted_result(tmp_path
 def test_cli_resume_continues_in_the_shared_ledger_file(tmp_path, capsys, monkeypatch):
     ledger, out = tmp_path / "ledgers" / "digits.json", tmp_path / "run"
     ledger.parent.mkdir()
-    real = reporting.save_image_grid
-
-    def interrupted_after_iteration_1(path, *args, **kwargs):
-        real(path, *args, **kwargs)
-        if path.name == "iter_001.png":
-            raise KeyboardInterrupt
-
-    monkeypatch.setattr(reporting, "save_image_grid", interrupted_after_iteration_1)
+    _interrupt_after_picture(monkeypatch, 1, _keyboard_interrupt)
     argv = ["run", "--out", str(out), *SMALL, "--ledger", str(ledger)]
     assert cli.main(argv) == 130
     monkeypatch.undo()
@@ -282,14 +284,7 @@ def test_cli_resume_continues_in_the_shared_ledger_file(tmp_path, capsys, monkey
 def test_cli_resume_keeps_the_metrics_measured_before_the_interruption(tmp_path, monkeypatch):
     out = tmp_path / "run"
     with_metrics = [*SMALL, "--set", "metrics=precision_recall", "--set", "metrics_every=1"]
-    real = reporting.save_image_grid
-
-    def interrupted_after_iteration_2(path, *args, **kwargs):
-        real(path, *args, **kwargs)
-        if path.name == "iter_002.png":
-            raise KeyboardInterrupt
-
-    monkeypatch.setattr(reporting, "save_image_grid", interrupted_after_iteration_2)
+    _interrupt_after_picture(monkeypatch, 2, _keyboard_interrupt)
     assert cli.main(["run", "--out", str(out), *with_metrics]) == 130
     monkeypatch.undo()
     csv = out / "metrics" / "metrics.csv"

@@ -229,11 +229,14 @@ def run_command(config: ml_collections.ConfigDict, out: pathlib.Path, progress: 
         reporting.write_privacy_report(out, report)
         return report
 
-    def save_grid(result: evolve.IterationResult) -> None:
+    def save_iteration(result: evolve.IterationResult) -> None:
+        """The iteration's picture and the report of every release so far."""
         reporting.save_image_grid(out / "iterations" / f"iter_{result.iteration:03d}.png",
                                   generator.images(result.samples), result.labels,
                                   private.num_classes)
         write_report()
+
+    samples_saved = []  # whether this call wrote the final samples (in the last callbacks)
 
     def save_samples(samples) -> None:
         images = generator.images(samples)
@@ -241,6 +244,7 @@ def run_command(config: ml_collections.ConfigDict, out: pathlib.Path, progress: 
                                private.class_names)
         reporting.save_image_grid(out / "samples.png", images, pe_config.layout.labels,
                                   private.num_classes)
+        samples_saved.append(True)
 
     def save_final(result: evolve.IterationResult) -> None:
         if result.iteration == config.iterations:  # before the final metrics
@@ -253,13 +257,14 @@ def run_command(config: ml_collections.ConfigDict, out: pathlib.Path, progress: 
         result = evolve.run(
             jax.random.key(config.seed), pe_config, generator=generator, embedder=embedder,
             private_images=private.images, private_labels=private.labels, ledger=ledger,
-            callbacks=[save_grid, save_final, *metric_callbacks], progress=progress,
+            callbacks=[save_iteration, save_final, *metric_callbacks], progress=progress,
             noise_rng=noise_rng, checkpoint=checkpoint, mesh=mesh,
             on_start=lambda samples, labels: measure_initial(metric_callbacks, samples, labels))
     except BaseException:
         write_report()  # every release recorded so far, marked incomplete
         raise
-    save_samples(result.samples)  # again, in case the last iteration ran before a resume
+    if not samples_saved:  # the last iteration's callbacks ran before this run resumed
+        save_samples(result.samples)
     report = write_report(complete=True)
     checkpoint.remove()
     (out / INCOMPLETE_FILE).unlink()
