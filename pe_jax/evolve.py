@@ -42,7 +42,7 @@ import jax.numpy as jnp
 import numpy as np
 from tqdm.auto import tqdm
 
-from pe_jax import population, privacy, resume, sharding, step, voting
+from pe_jax import population, privacy, processes, resume, sharding, step, voting
 from pe_jax._checks import check_int, require
 from pe_jax.apis import Generator, Samples
 from pe_jax.embeddings import Embedder
@@ -215,10 +215,14 @@ def run(
         the results equal those without a mesh. In a multi-process run (after
         ``jax.distributed.initialize``; ``jax.process_count() > 1``) it is required and spans
         every process's devices (``sharding.global_mesh()``): every process calls ``run`` with
-        the same arguments (today all private rows on every process), process 0 draws each
-        release's noise and broadcasts it (``_draw_broadcast``), so every process applies the
-        same release and keeps a ledger equal to the single-process one, and the results
-        equal a one-process run on as many devices. The samples that callbacks and the result
+        the same arguments except ``private_images`` and ``private_labels``, which are its
+        own share of the private rows (e.g. ``ImageSource.for_host()``; the shares together
+        are the private set, each embedded on its own host). Every process's checks of its
+        share and of its ledger must pass, or every process stops before the first release
+        (``pe_jax.processes.agree``). Process 0 draws each release's noise and broadcasts it
+        (``_draw_broadcast``), so every process applies the same release and keeps a ledger
+        equal to the single-process one, and the results equal a one-process run on as many
+        devices. The samples that callbacks and the result
         get are then global arrays sharded over all processes (gather them with
         ``jax.experimental.multihost_utils.process_allgather``); no checkpoint yet.
       noise_rng: a seeded NumPy generator for reproducible research noise: anyone with the
@@ -248,14 +252,15 @@ def run(
     layout = config.layout
     event = privacy.release_event(noise_multiplier=config.noise_multiplier, k=config.k,
                                   rng=noise_rng, non_private=config.non_private)
-    _check_noise_fits_int32(event, len(private_images))
+    _check_noise_fits_int32(event, processes.total_over_processes(len(private_images)))
     done = drawn = 0  # iterations finished / noise vectors drawn, before this call
     if checkpoint is not None:
         done = checkpoint.iteration
         drawn = done + checkpoint.pending_draws(after=done)
         _restore_noise_rng(noise_rng, checkpoint.noise_rng_state())
     if drawn < config.iterations:  # the rest of the run, before any private data
-        ledger.check(event, times=config.iterations - drawn)
+        processes.agree(lambda: ledger.check(event, times=config.iterations - drawn),
+                        "the privacy budget check")
     # Epsilon after each release whose noise was recorded before an interruption.
     recorded = ledger.epsilon_history()[len(ledger) - (drawn - done):] if drawn > done else []
     # The bar says what the long silent phases are doing (embedding, compiling, callbacks).
@@ -424,6 +429,17 @@ def _embed_private(embedder: Embedder, images: np.ndarray, labels: np.ndarray | 
     votes for nothing, so its releases are noise only; a row whose features are not finite
     (which checked images do not give with the shipped embedders) gets zero votes.
     """
+    images, labels = processes.agree(lambda: _checked_private(images, labels, config),
+                                     "the private data checks")
+    # An empty set is embedded through one blank image so that its features keep their width.
+    blank = np.zeros((1, *images.shape[1:]), np.float32)
+    features = embedder(jnp.asarray(images if len(images) else blank))[:len(images)]
+    return voting.prepare_private(features, labels, num_classes=config.num_classes, mesh=mesh)
+
+
+def _checked_private(images: np.ndarray, labels: np.ndarray | None,
+                     config: PEConfig) -> tuple[np.ndarray, np.ndarray]:
+    """The private images (``check_private_images``) and their labels, checked."""
     images = check_private_images(images, config.image_range)
     if labels is None:
         require(config.num_classes == 1, "samples_per_class",
@@ -437,7 +453,4 @@ def _embed_private(embedder: Embedder, images: np.ndarray, labels: np.ndarray | 
     require(labels.size == 0 or (labels.min() >= 0 and labels.max() < config.num_classes),
             "private_labels", f"ints in [0, {config.num_classes}) (one per class given in "
             "samples_per_class)", "values outside that range")
-    # An empty set is embedded through one blank image so that its features keep their width.
-    blank = np.zeros((1, *images.shape[1:]), np.float32)
-    features = embedder(jnp.asarray(images if len(images) else blank))[:len(images)]
-    return voting.prepare_private(features, labels, num_classes=config.num_classes, mesh=mesh)
+    return images, labels

@@ -43,8 +43,9 @@ import numpy as np
 from pe_jax._checks import check_int, require
 
 __all__ = ["DATA_AXIS", "auto", "data_sharding", "device_count", "even_devices",
-           "explicit_context", "global_mesh", "is_explicit", "local_mesh", "platform",
-           "replicate", "replicated", "row_spec", "shard_rows", "use"]
+           "explicit_context", "from_process_shares", "global_mesh", "is_explicit",
+           "local_device_count", "local_mesh", "platform", "replicate", "replicated",
+           "row_spec", "shard_rows", "spans_processes", "use"]
 
 DATA_AXIS = "data"
 """The name of the one axis of :func:`local_mesh`."""
@@ -94,6 +95,20 @@ def even_devices(rows: int, available: int) -> int:
     check_int("rows", rows, 1)
     check_int("available", available, 1)
     return max(d for d in range(1, available + 1) if rows % d == 0)
+
+
+def spans_processes(mesh: jax.sharding.Mesh | None) -> bool:
+    """Whether ``mesh`` has devices of other processes (a multi-process run's mesh)."""
+    _check_mesh(mesh)
+    return mesh is not None and any(
+        d.process_index != jax.process_index() for d in mesh.devices.flat)
+
+
+def local_device_count(mesh: jax.sharding.Mesh | None) -> int:
+    """How many of ``mesh``'s devices belong to this process (1 without a mesh)."""
+    _check_mesh(mesh)
+    return 1 if mesh is None else sum(
+        d.process_index == jax.process_index() for d in mesh.devices.flat)
 
 
 def device_count(mesh: jax.sharding.Mesh | None) -> int:
@@ -215,6 +230,17 @@ def shard_rows(tree: Tree, mesh: jax.sharding.Mesh | None) -> Tree:
         return rows
 
     return _place(tree, jax.tree.map(sharding, tree))
+
+
+def from_process_shares(tree: Tree, mesh: jax.sharding.Mesh) -> Tree:
+    """Global arrays whose rows are every process's local leaves, in process order.
+
+    Each process passes its own share (same shapes on every process, leading axes a
+    multiple of its devices on ``mesh``); its rows stay on its own devices.
+    """
+    rows = data_sharding(mesh)
+    return jax.tree.map(lambda leaf: jax.make_array_from_process_local_data(
+        rows, np.asarray(leaf)), tree)
 
 
 def replicate(tree: Tree, mesh: jax.sharding.Mesh | None) -> Tree:

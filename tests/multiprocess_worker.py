@@ -1,12 +1,15 @@
 """One process of a small PE run on ``sharding.global_mesh()``, for tests/test_multiprocess.py.
 
-    python tests/multiprocess_worker.py PROCESS_ID NUM_PROCESSES PORT OUT_DIR
+    python tests/multiprocess_worker.py PROCESS_ID NUM_PROCESSES PORT OUT_DIR [FAULT]
 
 With NUM_PROCESSES > 1 it joins ``jax.distributed`` on 127.0.0.1:PORT (gloo CPU collectives);
 the device count comes from XLA_FLAGS. Every process runs the same PE run (glyph generator,
-3 classes, T = 2, seeded noise); the final population (gathered from every process), the
-noisy counts of each iteration and the ledger, of the loop and of the fused run, are written
-by every process to OUT_DIR/result{PROCESS_INDEX}.npz. Not a test file: the test launches it.
+3 classes, T = 2, seeded noise) on its own share of the private rows; the final population
+(gathered from every process), the noisy counts of each iteration and the ledger, of the
+loop and of the fused run, are written by every process to OUT_DIR/result{PROCESS_INDEX}.npz.
+FAULT ``bad_private`` puts a NaN pixel in the last process's share; ``small_budget`` gives the
+last process a ledger whose budget does not allow the run. Not a test file: the test launches
+it.
 """
 
 import json
@@ -17,7 +20,7 @@ import jax
 import numpy as np
 
 
-def main(process_id: int, num_processes: int, port: int, out_dir: str) -> None:
+def main(process_id: int, num_processes: int, port: int, out_dir: str, fault: str) -> None:
     if num_processes > 1:
         jax.config.update("jax_cpu_collectives_implementation", "gloo")
         jax.distributed.initialize(coordinator_address=f"127.0.0.1:{port}",
@@ -27,14 +30,21 @@ def main(process_id: int, num_processes: int, port: int, out_dir: str) -> None:
 
     from pe_jax import embeddings, evolve, privacy, sharding
     from pe_jax.apis.glyphs import GlyphGenerator
+    from pe_jax.data.source import host_rows
 
     mesh = sharding.global_mesh()
     generator = GlyphGenerator(characters="012", resolution=8)
-    # The private data: glyphs drawn from the generator with another key (every process holds
-    # all of it; loading a slice per host is not built yet).
-    labels = np.repeat(np.arange(3), 6).astype(np.int32)
+    # The private data: glyphs drawn from the generator with another key; every process keeps
+    # only its share of the rows (sizes 9 and 8 of 17 rows on 2 processes).
+    labels = np.array([0, 1, 2] * 5 + [0, 2], np.int32)
     private = generator.random(jax.random.key(7), len(labels), jax.numpy.asarray(labels))
     images = np.clip(np.asarray(generator.images(private)), 0.0, 1.0)
+    share = host_rows(len(labels), jax.process_index(), jax.process_count())
+    images, labels = images[share], labels[share]
+    last = jax.process_index() == jax.process_count() - 1
+    if fault == "bad_private" and last:
+        images[0, 0, 0, 0] = np.nan
+    budget = 1e-3 if fault == "small_budget" and last else None
     config = evolve.PEConfig(iterations=2, noise_multiplier=2.0, samples_per_class=(4, 4, 4),
                              degrees=(0.5, 0.3), threshold=0.5)
     # Process 0's seed is the one the release uses; another process's generator is never
@@ -46,7 +56,8 @@ def main(process_id: int, num_processes: int, port: int, out_dir: str) -> None:
         noisy = []
         result = evolve.run(jax.random.key(0), config, generator=generator,
                             embedder=embeddings.PixelEmbedder(), private_images=images,
-                            private_labels=labels, ledger=privacy.PrivacyLedger(1e-5),
+                            private_labels=labels,
+                            ledger=privacy.PrivacyLedger(1e-5, epsilon_budget=budget),
                             mesh=mesh, noise_rng=noise_rng(), progress=False,
                             fused=fused, callbacks=[lambda r: noisy.append(r.release.noisy)])
         leaves = jax.tree.leaves(result.samples)
@@ -63,4 +74,5 @@ def main(process_id: int, num_processes: int, port: int, out_dir: str) -> None:
         multihost_utils.sync_global_devices("pe_jax multiprocess worker done")
 
 if __name__ == "__main__":
-    main(int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), sys.argv[4])
+    main(int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), sys.argv[4],
+         sys.argv[5] if len(sys.argv) > 5 else "")

@@ -28,13 +28,15 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _launch(out_dir: pathlib.Path, num_processes: int, devices: int) -> None:
+def _launch(out_dir: pathlib.Path, num_processes: int, devices: int,
+            fault: str = "") -> list[tuple[int, str]]:
+    """Runs the worker in ``num_processes`` processes; their (exit status, log)."""
     flags = [f for f in os.environ.get("XLA_FLAGS", "").split() if "device_count" not in f]
     env = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS=" ".join(
         [*flags, f"--xla_force_host_platform_device_count={devices}"]))
     port = _free_port()
     procs = [subprocess.Popen([sys.executable, str(WORKER), str(i), str(num_processes),
-                               str(port), str(out_dir)], env=env, stdout=subprocess.PIPE,
+                               str(port), str(out_dir), fault], env=env, stdout=subprocess.PIPE,
                               stderr=subprocess.STDOUT, text=True)
              for i in range(num_processes)]
     logs = []
@@ -45,16 +47,20 @@ def _launch(out_dir: pathlib.Path, num_processes: int, devices: int) -> None:
             for q in procs:
                 q.kill()
             pytest.fail(f"a worker ran past {TIMEOUT_S} s")
-    for p, log in zip(procs, logs):
-        assert p.returncode == 0, log[-3000:]
+    return [(p.returncode, log) for p, log in zip(procs, logs)]
+
+
+def _run(out_dir: pathlib.Path, num_processes: int, devices: int) -> None:
+    for status, log in _launch(out_dir, num_processes, devices):
+        assert status == 0, log[-3000:]
 
 
 def test_two_processes_equal_one_process_bitwise(tmp_path):
     one, two = tmp_path / "one", tmp_path / "two"
     one.mkdir()
     two.mkdir()
-    _launch(one, num_processes=1, devices=4)
-    _launch(two, num_processes=2, devices=2)
+    _run(one, num_processes=1, devices=4)
+    _run(two, num_processes=2, devices=2)
     reference = np.load(one / "result0.npz")
     assert int(reference["devices"]) == 4 and int(reference["processes"]) == 1
     names = [n for n in reference.files if n not in ("devices", "processes")]
@@ -73,3 +79,19 @@ def test_two_processes_equal_one_process_bitwise(tmp_path):
     assert reference["loop_noisy"].shape == (2, 12)
     assert '"seeded": true' in str(reference["loop_ledger"])
     assert str(reference["loop_ledger"]).count('"mechanism"') == 2  # T events, recorded once
+
+
+@pytest.mark.parametrize("fault, problem", [
+    ("bad_private", "private_images must be finite"),
+    ("small_budget", "budget"),
+])
+def test_one_process_refusing_stops_every_process_before_a_release(tmp_path, fault, problem):
+    """Process 1 alone sees a bad private row (or a ledger whose budget is too small): it
+    raises its own clear error, process 0 raises one naming process 1, neither hangs, and no
+    result (so no release) is written."""
+    (zero, log0), (one, log1) = _launch(tmp_path, num_processes=2, devices=1, fault=fault)
+    assert zero != 0 and one != 0, (log0[-2000:], log1[-2000:])
+    assert problem in log1, log1[-3000:]
+    assert "refused on process(es) [1]" in log0, log0[-3000:]
+    assert "before anything is released" in log0
+    assert not list(tmp_path.glob("result*.npz"))

@@ -14,7 +14,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from pe_jax import sharding
+from pe_jax import processes, sharding
 from pe_jax._checks import check_int, require
 from pe_jax.voting import bf16_probe
 from pe_jax.voting.kernels import VoteKernel, get_kernel
@@ -120,8 +120,30 @@ def prepare_private(private, labels=None, *, num_classes: int = 1,
                                    tile=tile, devices=devices)
     if isinstance(private, jax.core.Tracer):
         return layout()
+    if sharding.spans_processes(mesh):
+        return _blocks_of_process_shares(private, labels, num_classes, tile, mesh)
     with sharding.use(mesh):  # explicit axes: a sharded input needs the mesh in context
         return sharding.shard_rows(layout(), mesh)  # each device keeps its own blocks
+
+
+def _blocks_of_process_shares(private: jax.Array, labels, num_classes: int, tile: int,
+                              mesh: jax.sharding.Mesh) -> PrivateBlocks:
+    """A multi-process run's blocks, from this process's share of the private rows.
+
+    Every process pads its share to the largest one (padding rows get no votes) and lays it
+    out in the same number of blocks, split over its own devices; the global blocks are the
+    processes' blocks in process order. A row's votes depend on that row alone, so the vote
+    equals that of all the rows laid out in one process.
+    """
+    rows, dim = private.shape
+    pad = processes.max_over_processes(rows) - rows
+    padded = np.concatenate([np.asarray(private, np.float32), np.zeros((pad, dim), np.float32)])
+    padded_labels = np.concatenate([np.asarray(labels, np.int32),
+                                    np.full((pad,), num_classes, np.int32)])  # left out
+    blocks = block_private(jnp.asarray(padded), jnp.asarray(padded_labels),
+                           num_classes=num_classes, tile=tile,
+                           devices=sharding.local_device_count(mesh))
+    return sharding.from_process_shares(blocks, mesh)
 
 
 def synthetic_classes(synthetic_labels, n_syn: int, k: int) -> np.ndarray:
