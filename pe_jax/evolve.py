@@ -224,7 +224,8 @@ def run(
         equal to the single-process one, and the results equal a one-process run on as many
         devices. The samples that callbacks and the result
         get are then global arrays sharded over all processes (gather them with
-        ``jax.experimental.multihost_utils.process_allgather``); no checkpoint yet.
+        ``jax.experimental.multihost_utils.process_allgather``). A checkpoint folder must then
+        be one that every process sees (``pe_jax.resume``).
       noise_rng: a seeded NumPy generator for reproducible research noise: anyone with the
         seed can recompute the noise, so the ledger marks such releases as seeded, the
         privacy report says the run is NOT differentially private, and a ledger never mixes
@@ -247,8 +248,6 @@ def run(
     if multiprocess:
         require(mesh is not None, "mesh", "a mesh over every process's devices in a "
                 "multi-process run (pe_jax.sharding.global_mesh())", None)
-        require(checkpoint is None, "checkpoint", "None in a multi-process run (not supported "
-                "yet)", "a checkpoint")
     layout = config.layout
     event = privacy.release_event(noise_multiplier=config.noise_multiplier, k=config.k,
                                   rng=noise_rng, non_private=config.non_private)

@@ -14,7 +14,8 @@ from typing import TypeVar
 import jax
 import numpy as np
 
-__all__ = ["agree", "is_writer", "max_over_processes", "multiprocess", "total_over_processes"]
+__all__ = ["agree", "barrier", "is_writer", "max_over_processes", "multiprocess",
+           "total_over_processes"]
 
 T = TypeVar("T")
 
@@ -34,6 +35,14 @@ def _gather(value: int) -> np.ndarray:
     from jax.experimental import multihost_utils
 
     return np.asarray(multihost_utils.process_allgather(np.asarray(value, np.int64)))
+
+
+def barrier(name: str) -> None:
+    """Waits until every process has come here (e.g. process 0 has written a file)."""
+    if multiprocess():
+        from jax.experimental import multihost_utils
+
+        multihost_utils.sync_global_devices(name)
 
 
 def max_over_processes(value: int) -> int:

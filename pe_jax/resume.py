@@ -19,6 +19,11 @@ shows it; CSPRNG noise cannot be replayed, but is never drawn twice either).
 models and the build. :meth:`RunCheckpoint.open` refuses, before anything is released, a
 resume whose fingerprint differs, naming what changed.
 
+In a multi-process run (``jax.distributed``) every process calls the same methods on the
+same folder, which must be on a file system that all of them see: orbax writes each process's
+shards of the state, process 0 alone writes the JSON and noise files (every process received
+the same noise from it), and every process reads them back on resume.
+
 The folder is SECRET while it exists: a noise file together with the released noisy counts
 gives the exact vote counts. Its files are readable by the owner only, and the run deletes
 the folder when it completes.
@@ -38,6 +43,7 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
+from pe_jax import processes
 from pe_jax._files import write_atomic
 
 __all__ = ["FOLDER", "RunCheckpoint", "build_fingerprint", "sha256_arrays", "sha256_files"]
@@ -141,13 +147,13 @@ class RunCheckpoint:
         where the ledger is); :attr:`run` and :meth:`recorded_run` give it back.
         """
         folder = pathlib.Path(out_dir) / FOLDER
-        if folder.exists():
-            raise ValueError(f"{str(folder)!r} already exists: resume that run with "
-                             f"--resume {str(out_dir)!r} instead")
-        folder.mkdir(mode=0o700)
-        _write_json(folder / _RUN, dict(run))
-        _write_json(folder / _PROGRESS, {"iteration": 0, "draws": 0, "noise_rng": None})
-        _write_json(folder / _FINGERPRINT, dict(fingerprint))  # last: marks the folder usable
+        processes.agree(lambda: _check_new(folder, out_dir), "the checkpoint folder")
+        if processes.is_writer():
+            folder.mkdir(mode=0o700)
+            _write_json(folder / _RUN, dict(run))
+            _write_json(folder / _PROGRESS, {"iteration": 0, "draws": 0, "noise_rng": None})
+            _write_json(folder / _FINGERPRINT, dict(fingerprint))  # last: marks it usable
+        processes.barrier("pe_jax.resume: folder created")
         return cls(folder)
 
     @staticmethod
@@ -229,6 +235,8 @@ class RunCheckpoint:
     def noise_drawn(self, iteration: int, noise: np.ndarray,
                     noise_rng: np.random.Generator | None) -> None:
         """Keeps the noise of ``iteration``, just drawn and recorded, until its step is saved."""
+        if not processes.is_writer():
+            return
         record = {"iteration": iteration, "draws": iteration,
                   "noise_rng": None if noise_rng is None else noise_rng.bit_generator.state}
         write_atomic(self.folder / f"{_NOISE_PREFIX}{iteration:06d}.npz",
@@ -242,6 +250,8 @@ class RunCheckpoint:
         tree = {str(i): leaf for i, leaf in enumerate(leaves) if not _is_key(leaf)}
         self._manager.save(iteration, args=ocp.args.StandardSave(tree))
         self._manager.wait_until_finished()
+        if not processes.is_writer():
+            return
         _write_json(self.folder / _PROGRESS, {
             "iteration": iteration, "draws": draws,
             "noise_rng": None if noise_rng is None else noise_rng.bit_generator.state})
@@ -252,7 +262,15 @@ class RunCheckpoint:
     def remove(self) -> None:
         """Deletes the folder (the run completed): its noise files are secret."""
         self._manager.close()
-        shutil.rmtree(self.folder)
+        processes.barrier("pe_jax.resume: run complete")
+        if processes.is_writer():
+            shutil.rmtree(self.folder)
+
+
+def _check_new(folder: pathlib.Path, out_dir: str | os.PathLike) -> None:
+    if folder.exists():
+        raise ValueError(f"{str(folder)!r} already exists: resume that run with "
+                         f"--resume {str(out_dir)!r} instead")
 
 
 def _is_key(leaf: Any) -> bool:

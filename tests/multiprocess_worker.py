@@ -6,7 +6,9 @@ With NUM_PROCESSES > 1 it joins ``jax.distributed`` on 127.0.0.1:PORT (gloo CPU 
 the device count comes from XLA_FLAGS. Every process runs the same PE run (glyph generator,
 3 classes, T = 2, seeded noise) on its own share of the private rows; the final population
 (gathered from every process), the noisy counts of each iteration and the ledger, of the
-loop and of the fused run, are written by every process to OUT_DIR/result{PROCESS_INDEX}.npz.
+loop, of the fused run and of a loop interrupted in iteration 2 and resumed from its
+checkpoint (``pe_jax.resume``, in OUT_DIR), are written by every process to
+OUT_DIR/result{PROCESS_INDEX}.npz.
 FAULT ``bad_private`` puts a NaN pixel in the last process's share; ``small_budget`` gives the
 last process a ledger whose budget does not allow the run. Not a test file: the test launches
 it.
@@ -28,7 +30,7 @@ def main(process_id: int, num_processes: int, port: int, out_dir: str, fault: st
                                    initialization_timeout=60)
     from jax.experimental import multihost_utils
 
-    from pe_jax import embeddings, evolve, privacy, sharding
+    from pe_jax import embeddings, evolve, privacy, resume, sharding
     from pe_jax.apis.glyphs import GlyphGenerator
     from pe_jax.data.source import host_rows
 
@@ -52,18 +54,41 @@ def main(process_id: int, num_processes: int, port: int, out_dir: str, fault: st
     # nothing -- and would, if any process drew its own noise.
     noise_rng = lambda: np.random.default_rng(3 + 1000 * jax.process_index())  # noqa: E731
     out = {"devices": jax.device_count(), "processes": jax.process_count()}
-    for fused in (False, True):  # the loop, then the whole run as one scan
+
+    def pe(ledger, noisy: list, stop_at: int = 0, **options) -> evolve.RunResult:
+        def stop(result: evolve.IterationResult) -> None:
+            if result.iteration == stop_at:
+                raise KeyboardInterrupt  # on every process, like a Ctrl-C of the whole job
+        return evolve.run(jax.random.key(0), config, generator=generator,
+                          embedder=embeddings.PixelEmbedder(), private_images=images,
+                          private_labels=labels, ledger=ledger, mesh=mesh,
+                          noise_rng=noise_rng(), progress=False,
+                          callbacks=[lambda r: noisy.append(r.release.noisy), stop], **options)
+
+    def interrupted_and_resumed() -> tuple[evolve.RunResult, list]:
+        """Stopped in iteration 2's callbacks (state 1 saved, noise 2 drawn), then resumed."""
+        ledger, fingerprint = privacy.PrivacyLedger(1e-5), resume.build_fingerprint({}, "", "")
         noisy = []
-        result = evolve.run(jax.random.key(0), config, generator=generator,
-                            embedder=embeddings.PixelEmbedder(), private_images=images,
-                            private_labels=labels,
-                            ledger=privacy.PrivacyLedger(1e-5, epsilon_budget=budget),
-                            mesh=mesh, noise_rng=noise_rng(), progress=False,
-                            fused=fused, callbacks=[lambda r: noisy.append(r.release.noisy)])
+        try:
+            pe(ledger, noisy, stop_at=2,
+               checkpoint=resume.RunCheckpoint.create(out_dir, fingerprint, run={}))
+        except KeyboardInterrupt:
+            del noisy[1:]  # iteration 2 runs again
+        checkpoint = resume.RunCheckpoint.open(out_dir, fingerprint)
+        result = pe(ledger, noisy, checkpoint=checkpoint)
+        checkpoint.remove()
+        return result, noisy
+
+    for name in ("loop", "fused", "resumed"):  # the loop, the run as one scan, a resumed loop
+        noisy = []
+        if name == "resumed":
+            result, noisy = interrupted_and_resumed()
+        else:
+            result = pe(privacy.PrivacyLedger(1e-5, epsilon_budget=budget), noisy,
+                        fused=name == "fused")
         leaves = jax.tree.leaves(result.samples)
         if num_processes > 1:  # the population is sharded over every process's devices
             leaves = multihost_utils.process_allgather(leaves, tiled=True)
-        name = "fused" if fused else "loop"
         out[f"{name}_noisy"] = np.stack(noisy)
         out[f"{name}_labels"] = result.labels
         out[f"{name}_ledger"] = json.dumps(result.ledger.to_dict(), sort_keys=True)

@@ -72,10 +72,12 @@ def test_two_processes_equal_one_process_bitwise(tmp_path):
         for name in names:  # noisy counts, ledger, labels and every population leaf
             assert result[name].dtype == reference[name].dtype, name
             np.testing.assert_array_equal(result[name], reference[name], err_msg=name)
-    for name in names:  # the fused run releases and ends exactly as the loop
+    for name in names:  # the fused and the resumed run release and end exactly as the loop
         if name.startswith("loop_"):
-            np.testing.assert_array_equal(reference[name],
-                                          reference["fused_" + name[len("loop_"):]])
+            for other in ("fused_", "resumed_"):
+                np.testing.assert_array_equal(reference[name],
+                                              reference[other + name[len("loop_"):]])
+    assert not (two / ".resume").exists()  # the completed run's secret folder is gone
     assert reference["loop_noisy"].shape == (2, 12)
     assert '"seeded": true' in str(reference["loop_ledger"])
     assert str(reference["loop_ledger"]).count('"mechanism"') == 2  # T events, recorded once
