@@ -163,6 +163,24 @@ class RunResult:
 Callback = Callable[[IterationResult], None]
 
 
+def on_process_zero(callback: Callback) -> Callback:
+    """``callback`` for a run whose outputs process 0 alone writes.
+
+    Every process gathers the iteration's population (in a multi-process run it is sharded
+    over every process's devices; the gather is a collective), and process 0 calls
+    ``callback`` with it whole. In a single process: ``callback`` itself.
+    """
+    if not processes.multiprocess():
+        return callback
+
+    def gathered(result: IterationResult) -> None:
+        samples = processes.gather(result.samples)
+        if processes.is_writer():
+            callback(dataclasses.replace(result, samples=samples))
+
+    return gathered
+
+
 def degree_schedule(start: float, end: float, iterations: int,
                     kind: str = "linear") -> tuple[float, ...]:
     """Variation degrees for T iterations, moving from ``start`` to ``end``.

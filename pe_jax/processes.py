@@ -8,16 +8,37 @@ one raises while the others wait for it forever. In a single process these are p
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import jax
 import numpy as np
 
-__all__ = ["agree", "barrier", "is_writer", "max_over_processes", "multiprocess",
-           "total_over_processes"]
+__all__ = ["agree", "barrier", "combined_sha256", "gather", "initialize", "is_writer",
+           "max_over_processes", "multiprocess", "total_over_processes"]
 
 T = TypeVar("T")
+
+
+def initialize(coordinator: str | None = None, num_processes: int | None = None,
+               process_id: int | None = None) -> None:
+    """Joins this process to a multi-process run (``jax.distributed.initialize``).
+
+    Arguments left None are read by JAX from the environment (its cluster detection, or
+    ``JAX_COORDINATOR_ADDRESS``, ``JAX_NUM_PROCESSES`` and ``JAX_PROCESS_ID``). On CPU the
+    processes' collectives go through gloo. Call it before anything else uses JAX.
+    """
+    jax.config.update("jax_cpu_collectives_implementation", "gloo")  # CPU devices only
+    try:
+        jax.distributed.initialize(coordinator_address=coordinator,
+                                   num_processes=num_processes, process_id=process_id)
+    except (ValueError, RuntimeError) as error:
+        raise ValueError(
+            "--distributed: could not join the multi-process run; give the coordinator's "
+            "host:port, the number of processes and this process's id (--coordinator, "
+            "--num-processes, --process-id, or JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES, "
+            f"JAX_PROCESS_ID); JAX said: {error}") from error
 
 
 def multiprocess() -> bool:
@@ -35,6 +56,31 @@ def _gather(value: int) -> np.ndarray:
     from jax.experimental import multihost_utils
 
     return np.asarray(multihost_utils.process_allgather(np.asarray(value, np.int64)))
+
+
+def gather(tree: Any) -> Any:
+    """Every leaf whole on every process (a collective: every process must call it).
+
+    A multi-process run's population is sharded over every process's devices; this brings
+    it back as NumPy arrays, e.g. for process 0 to write. In a single process: ``tree``.
+    """
+    if not multiprocess():
+        return tree
+    from jax.experimental import multihost_utils
+
+    return multihost_utils.process_allgather(tree, tiled=True)
+
+
+def combined_sha256(digest: str) -> str:
+    """One hash of every process's ``digest`` (hex), in process order: e.g. of the private
+    data that each process holds its share of. A single process's digest is returned as is."""
+    if not multiprocess():
+        return digest
+    from jax.experimental import multihost_utils
+
+    mine = np.frombuffer(bytes.fromhex(digest), np.uint8)
+    every = np.asarray(multihost_utils.process_allgather(mine))
+    return hashlib.sha256(every.tobytes()).hexdigest()
 
 
 def barrier(name: str) -> None:
