@@ -42,22 +42,18 @@ def pe_samples(private_images: np.ndarray, private_labels: np.ndarray, embedding
     """The default config's PE run on the given private set, voting in ``embedding`` space;
     its final images and labels."""
     from pe_jax import evolve, privacy
-    from pe_jax.configs import DEFAULT_CONFIG, load_config
+    from pe_jax.configs import DEFAULT_CONFIG, build, load_config
 
     config = load_config(DEFAULT_CONFIG)
     generator = GlyphGenerator(resolution=private_images.shape[1])
-    sigma = privacy.noise_multiplier(config.epsilon, config.delta, config.iterations, k=config.k)
-    pe_config = evolve.PEConfig(
-        iterations=config.iterations, noise_multiplier=sigma,
-        samples_per_class=(config.samples_per_class,) * 10,
-        degrees=evolve.degree_schedule(config.degree_start, config.degree_end,
-                                       config.iterations, config.degree_schedule),
-        threshold=config.threshold, k=config.k, metric=config.metric,
-        selection=config.selection)
+    sigma, _ = build.noise_plan(config.privacy, config.pe)
+    pe_config = build.pe_config(config.pe, noise_multiplier=sigma, non_private=False,
+                                num_classes=10)
     result = evolve.run(jax.random.key(config.seed), pe_config, generator=generator,
                         embedder=embeddings.make_embedder(embedding),
                         private_images=private_images, private_labels=private_labels,
-                        ledger=privacy.PrivacyLedger(config.delta, epsilon_budget=config.epsilon),
+                        ledger=privacy.PrivacyLedger(config.privacy.delta,
+                                                     epsilon_budget=config.privacy.epsilon),
                         noise_rng=np.random.default_rng(0), progress=False)
     return np.asarray(generator.images(result.samples)), np.asarray(result.labels)
 

@@ -53,21 +53,24 @@ def main() -> None:
     args = parser.parse_args()
 
     config = load_config(DEFAULT_CONFIG)
+    pe = config.pe
     _, held_out = load_sklearn_digits().split(TUNING_HELDOUT)
     halves = held_out.split(0.5, salt=FOLD_SALT)
-    generator, _ = make_generator(config, held_out.class_names, held_out.images.shape[1])
+    generator, _ = make_generator(config.generator, held_out.class_names,
+                                  held_out.images.shape[1:])
     embedder = embeddings.PixelEmbedder()
     encoder = embeddings.make_embedder("encoder")
-    sigma = privacy.noise_multiplier(config.epsilon, config.delta, config.iterations, k=config.k)
+    sigma = privacy.noise_multiplier(config.privacy.epsilon, config.privacy.delta, pe.iterations,
+                                     k=pe.k)
     print(f"held-out halves of {len(halves[0].labels)} and {len(halves[1].labels)} rows, each "
           f"voting {REPEATS} times; sigma = {sigma:.4g}")
     print(f"{'threshold':>9s} {'degrees':>11s} {'accuracy':>15s} {'fid':>7s} {'seconds':>7s}")
     for threshold, start, end in SETTINGS:
         pe_config = evolve.PEConfig(
-            iterations=config.iterations, noise_multiplier=sigma,
-            samples_per_class=(config.samples_per_class,) * held_out.num_classes,
-            degrees=evolve.degree_schedule(start, end, config.iterations, "geometric"),
-            threshold=threshold, k=config.k, metric=config.metric, selection=config.selection)
+            iterations=pe.iterations, noise_multiplier=sigma,
+            samples_per_class=(pe.samples_per_class,) * held_out.num_classes,
+            degrees=evolve.degree_schedule(start, end, pe.iterations, "geometric"),
+            threshold=threshold, k=pe.k, metric=pe.metric, selection=pe.selection)
         clock = time.perf_counter()
         accuracy, distance = [], []
         for (vote, test), repeat in itertools.product((halves, halves[::-1]),
@@ -76,7 +79,7 @@ def main() -> None:
                 jax.random.key(repeat), pe_config, generator=generator, embedder=embedder,
                 private_images=np.repeat(vote.images, REPEATS, axis=0),
                 private_labels=np.repeat(vote.labels, REPEATS),
-                ledger=privacy.PrivacyLedger(config.delta),
+                ledger=privacy.PrivacyLedger(config.privacy.delta),
                 noise_rng=np.random.default_rng(repeat), progress=False)
             images = np.asarray(generator.images(result.samples))
             accuracy.append(downstream.downstream_accuracy(

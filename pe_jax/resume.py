@@ -102,11 +102,24 @@ def build_fingerprint(config: Mapping[str, Any], private_data: str,
     }
 
 
+def _dotted(config: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """A nested config as ``{dotted key: value}`` (``{"pe": {"k": 1}}`` -> ``{"pe.k": 1}``),
+    so that a changed setting is named by the key ``--set`` takes."""
+    flat = {}
+    for key, value in config.items():
+        if isinstance(value, Mapping) and value:
+            flat.update(_dotted(value, f"{prefix}{key}."))
+        else:
+            flat[prefix + key] = value
+    return flat
+
+
 def _differences(saved: Mapping[str, Any], given: Mapping[str, Any]) -> list[str]:
     """What changed between two fingerprints, in words."""
     changes = []
-    for key in sorted(set(saved["config"]) | set(given["config"])):
-        old, new = saved["config"].get(key), given["config"].get(key)
+    old_config, new_config = _dotted(saved["config"]), _dotted(given["config"])
+    for key in sorted(set(old_config) | set(new_config)):
+        old, new = old_config.get(key), new_config.get(key)
         if old != new:
             changes.append(f"config {key}: {old!r} -> {new!r}")
     for key, what in [("private_data", "the private data"),

@@ -8,7 +8,8 @@ from PIL import Image
 
 from pe_jax import cli, reporting
 
-SMALL = ["--set", "iterations=2", "--set", "samples_per_class=10", "--set", "metrics=", "--quiet"]
+SMALL = ["--set", "pe.iterations=2", "--set", "pe.samples_per_class=10", "--set", "metrics.names=",
+         "--quiet"]
 
 
 def _words(path):
@@ -61,9 +62,9 @@ def test_run_refuses_a_non_empty_output_folder(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("override, message", [
-    ("colour=1", "--set"), ("epsilon", "--set"), ("epsilon=-1", "epsilon"),
-    ("data=mnist", "data"), ("heldout=0", "heldout"), ("heldout=1.5", "heldout"),
-    ("metrics=fid,speed", "metrics")])
+    ("colour=1", "--set"), ("privacy.epsilon", "--set"), ("privacy.epsilon=-1", "epsilon"),
+    ("data.source=mnist", "data.source"), ("data.heldout=0", "data.heldout"),
+    ("data.heldout=1.5", "data.heldout"), ("metrics.names=fid,speed", "metrics.names")])
 def test_run_rejects_bad_settings(tmp_path, capsys, override, message):
     assert cli.main(["run", "--out", str(tmp_path / "x"), "--set", override, "--quiet"]) == 2
     assert message in capsys.readouterr().err
@@ -116,8 +117,9 @@ def test_privacy_report_requires_described_inputs(kwargs, match):
 
 def test_run_measures_metrics_on_held_out_digits_only(tmp_path):
     out = tmp_path / "run"
-    argv = ["run", "--out", str(out), "--set", "iterations=2", "--set", "samples_per_class=10",
-            "--set", "metrics=fid,precision_recall", "--set", "heldout=0.25", "--quiet"]
+    argv = ["run", "--out", str(out), "--set", "pe.iterations=2",
+            "--set", "pe.samples_per_class=10", "--set", "metrics.names=fid,precision_recall",
+            "--set", "data.heldout=0.25", "--quiet"]
     assert cli.main(argv) == 0
     lines = (out / "metrics" / "metrics.csv").read_text().splitlines()
     assert lines[0] == "iteration,epsilon,fid,precision,recall"
@@ -133,7 +135,8 @@ def test_run_measures_metrics_on_held_out_digits_only(tmp_path):
 
 def test_run_ledger_file_composes_repeated_runs_and_refuses_over_budget(tmp_path, capsys,
                                                                         monkeypatch):
-    from pe_jax import data, privacy
+    from pe_jax import privacy
+    from pe_jax.data import digits
 
     ledger = tmp_path / "ledgers" / "digits.json"
     ledger.parent.mkdir()
@@ -159,10 +162,10 @@ def test_run_ledger_file_composes_repeated_runs_and_refuses_over_budget(tmp_path
     def untouchable(*args, **kwargs):
         raise AssertionError("private data read before the ledger check")
 
-    monkeypatch.setattr(data, "load_sklearn_digits", untouchable)
+    monkeypatch.setattr(digits, "load_sklearn_digits", untouchable)
     for extra, message in [
             ((), "2 releases refused: epsilon spent 5.9"),  # a third run: ~7.6 > 7
-            (("--set", "delta=1e-6"), "has delta=1e-05, but this run uses delta=1e-06"),
+            (("--set", "privacy.delta=1e-6"), "has delta=1e-05, but this run uses delta=1e-06"),
             (("--ledger-budget", "9"), "epsilon_budget=7.0")]:
         assert cli.main(argv("refused", *extra)) == 2
         assert message in capsys.readouterr().err
@@ -178,7 +181,7 @@ def test_ledger_budget_needs_a_ledger(tmp_path, capsys):
 
 def test_run_non_private_baseline_releases_clean_counts_and_says_so(tmp_path, capsys):
     out = tmp_path / "baseline"
-    assert cli.main(["run", "--out", str(out), *SMALL, "--set", "non_private=true"]) == 0
+    assert cli.main(["run", "--out", str(out), *SMALL, "--set", "privacy.non_private=true"]) == 0
     report = json.loads((out / "privacy.json").read_text())
     assert report["differentially_private"] is False and report["epsilon"] is None
     assert report["noise_multiplier"] == [0.0] and report["target_epsilon"] is None
@@ -189,7 +192,7 @@ def test_run_non_private_baseline_releases_clean_counts_and_says_so(tmp_path, ca
     assert ledger["epsilon_budget"] is None and len(ledger["events"]) == 2
     # A shared ledger never takes clean releases.
     shared = tmp_path / "ledger.json"
-    assert cli.main(["run", "--out", str(tmp_path / "x"), *SMALL, "--set", "non_private=true",
-                     "--ledger", str(shared)]) == 2
+    assert cli.main(["run", "--out", str(tmp_path / "x"), *SMALL,
+                     "--set", "privacy.non_private=true", "--ledger", str(shared)]) == 2
     assert "shared --ledger" in capsys.readouterr().err
     assert not shared.exists() and not (tmp_path / "x").exists()

@@ -20,7 +20,7 @@ DIGIT_NAMES = tuple("0123456789")
 
 @pytest.fixture(scope="module")
 def config():
-    return load_config(CONFIG_DIR / "digits_diffusion.py", ["diffusion_steps=10"])
+    return load_config(CONFIG_DIR / "digits_diffusion.py", ["generator.steps=10"])
 
 
 def test_shipped_prior_is_small_and_records_how_it_was_made():
@@ -37,24 +37,28 @@ def test_shipped_prior_is_small_and_records_how_it_was_made():
 
 
 def test_make_generator_builds_both_generators(config):
-    generator, described = make_generator(config, DIGIT_NAMES, 8)
+    generator, described = make_generator(config.generator, DIGIT_NAMES, (8, 8, 1))
     assert isinstance(generator, DiffusionGenerator) and isinstance(generator, Generator)
     assert described["name"] == "diffusion" and described["training_data"]["fonts"]
-    assert described["sampling"] == {"steps": 10, "guidance": config.guidance}
+    assert described["sampling"] == {"steps": 10, "guidance": config.generator.guidance}
     glyph_config = load_config(CONFIG_DIR / "digits.py")
-    glyphs, described = make_generator(glyph_config, DIGIT_NAMES, 8)
+    glyphs, described = make_generator(glyph_config.generator, DIGIT_NAMES, (8, 8, 1))
     assert isinstance(glyphs, GlyphGenerator) and described["fonts"] == list(glyphs.fonts)
 
 
-@pytest.mark.parametrize("class_names,resolution,match", [
-    (tuple("012"), 8, "classes"), (DIGIT_NAMES, 16, "16x16")])
+@pytest.mark.parametrize("class_names,shape,match", [
+    (tuple("012"), (8, 8, 1), "classes"), (DIGIT_NAMES, (16, 16, 1), "16x16x1"),
+    (DIGIT_NAMES, (8, 8, 3), "8x8x3")])
 def test_make_generator_refuses_a_prior_of_other_classes_or_size(config, class_names,
-                                                                  resolution, match):
+                                                                  shape, match):
     with pytest.raises(ValueError, match=match):
-        make_generator(config, class_names, resolution)
-    config = load_config(CONFIG_DIR / "digits_diffusion.py", ["generator=gan"])
-    with pytest.raises(ValueError, match="generator"):
-        make_generator(config, DIGIT_NAMES, 8)
+        make_generator(config.generator, class_names, shape)
+    config = load_config(CONFIG_DIR / "digits_diffusion.py", ["generator.name=gan"])
+    with pytest.raises(ValueError, match="generator.name"):
+        make_generator(config.generator, DIGIT_NAMES, (8, 8, 1))
+    glyphs = load_config(CONFIG_DIR / "digits.py").generator
+    with pytest.raises(ValueError, match="glyphs draws grey square images"):
+        make_generator(glyphs, DIGIT_NAMES, (8, 8, 3))
 
 
 def _mean_nn_distance(private: np.ndarray, synthetic: np.ndarray) -> float:
@@ -66,7 +70,7 @@ def test_pe_with_the_shipped_prior_moves_toward_private_digits(config):
     digits = load_sklearn_digits()
     keep = np.concatenate([np.flatnonzero(digits.labels == c)[:30] for c in range(10)])
     images, labels = digits.images[keep], digits.labels[keep]
-    generator, _ = make_generator(config, digits.class_names, 8)
+    generator, _ = make_generator(config.generator, digits.class_names, (8, 8, 1))
     per_class = 20
     pe_config = evolve.PEConfig(iterations=3, noise_multiplier=1.0,
                                 samples_per_class=(per_class,) * 10,
@@ -97,8 +101,8 @@ def test_pe_jax_run_with_the_diffusion_config(tmp_path):
 
     out = tmp_path / "run"
     assert cli.main(["run", "--config", str(CONFIG_DIR / "digits_diffusion.py"), "--out", str(out),
-                     "--set", "iterations=1", "--set", "samples_per_class=4",
-                     "--set", "diffusion_steps=4", "--quiet"]) == 0
+                     "--set", "pe.iterations=1", "--set", "pe.samples_per_class=4",
+                     "--set", "generator.steps=4", "--quiet"]) == 0
     report = json.loads((out / "privacy.json").read_text())
     assert report["public"]["generator"]["name"] == "diffusion"
     assert report["public"]["generator"]["checkpoint"] == str(DEFAULT_PRIOR)

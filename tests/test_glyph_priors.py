@@ -104,16 +104,16 @@ def test_describe_priors_names_the_origin():
 
 
 def test_run_configs_carry_the_priors_they_use():
-    config = load_config(DEFAULT_CONFIG)
+    config = load_config(DEFAULT_CONFIG).generator
     assert {name: dict(p) for name, p in config.glyph_priors.items()} == {
         name: p._asdict() for name, p in DEFAULT_PRIORS.items()}
     config.glyph_priors.rotation.std = 0.05
-    generator, described = make_generator(config, tuple("0123456789"), 8)
+    generator, described = make_generator(config, tuple("0123456789"), (8, 8, 1))
     assert generator.priors["rotation"] == (DEFAULT_PRIORS["rotation"].mean, 0.05,
                                             DEFAULT_PRIORS["rotation"].low,
                                             DEFAULT_PRIORS["rotation"].high)
     assert described["priors"]["values"]["rotation"]["std"] == 0.05
     assert "set by the caller" in described["priors"]["origin"]["description"]
     del config.glyph_priors["blur"]
-    with pytest.raises(ValueError, match="glyph_priors must be"):
-        make_generator(config, tuple("0123456789"), 8)
+    with pytest.raises(ValueError, match="generator.glyph_priors must be"):
+        make_generator(config, tuple("0123456789"), (8, 8, 1))

@@ -212,8 +212,9 @@ def test_negative_or_non_finite_counts_and_thresholds_are_refused():
 
 
 @pytest.mark.parametrize("override, name", [
-    ("threshold=-1.0", "threshold"), ("epsilon=NaN", "epsilon"), ("epsilon=Infinity", "epsilon"),
-    ("delta=0.0", "delta"), ("delta=1.5", "delta"), ("iterations=0", "iterations")])
+    ("pe.threshold=-1.0", "pe.threshold"), ("privacy.epsilon=NaN", "privacy.epsilon"),
+    ("privacy.epsilon=Infinity", "privacy.epsilon"), ("privacy.delta=0.0", "privacy.delta"),
+    ("privacy.delta=1.5", "privacy.delta"), ("pe.iterations=0", "pe.iterations")])
 def test_command_line_refuses_out_of_range_privacy_settings(tmp_path, capsys, override, name):
     out = tmp_path / "run"
     assert cli.main(["run", "--out", str(out), "--set", override, "--quiet"]) == 2

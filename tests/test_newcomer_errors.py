@@ -16,9 +16,9 @@ from pe_jax.apis.diffusion import DEFAULT_PRIOR, _unet_from_metadata
 from pe_jax.configs import DEFAULT_CONFIG, load_config
 from pe_jax.configs.validate import validate_run_config
 
-SMALL = ["--set", "iterations=2", "--set", "samples_per_class=10", "--set", "metrics=",
+SMALL = ["--set", "pe.iterations=2", "--set", "pe.samples_per_class=10", "--set", "metrics.names=",
          "--quiet"]
-DIFFUSION = ["--config", "pe_jax/configs/digits_diffusion.py", "--set", "diffusion_steps=2"]
+DIFFUSION = ["--config", "pe_jax/configs/digits_diffusion.py", "--set", "generator.steps=2"]
 
 
 def _refused(capsys, tmp_path, argv, *words):
@@ -39,45 +39,47 @@ def _refused(capsys, tmp_path, argv, *words):
 
 
 @pytest.mark.parametrize("override, words", [
-    ("epsilon=nan", ("--set epsilon", "finite number", "'nan'")),
-    ("epsilon=inf", ("--set epsilon", "finite number", "'inf'")),
-    ("epsilon=abc", ("--set epsilon", "finite number", "'abc'")),
-    ("iterations=2.5", ("--set iterations", "an integer", "'2.5'")),
+    ("privacy.epsilon=nan", ("--set privacy.epsilon", "finite number", "'nan'")),
+    ("privacy.epsilon=inf", ("--set privacy.epsilon", "finite number", "'inf'")),
+    ("privacy.epsilon=abc", ("--set privacy.epsilon", "finite number", "'abc'")),
+    ("pe.iterations=2.5", ("--set pe.iterations", "an integer", "'2.5'")),
     ("seed=-1", ("seed must be an integer in [0, 2**63 - 1]", "-1")),
-    ("metrics=foo", ("metrics must be comma-separated names from", "'foo'")),
-    ("metrics_embedding=foo", ("metrics_embedding must be one of", "'foo'")),
-    ("metrics_every=0", ("metrics_every must be >= 1", "0")),
-    ("keep_selected=1", ("--set keep_selected must be true or false", "'1'")),
-    ("samples_per_class=0", ("samples_per_class must be >= 1",)),
-    ("k=20", ("k must be in [1, 10]",)),
-    ("degree_end=0", ("degree_end must be a finite number > 0",)),
-    ("glyph_priors.slant.std=1", ("'slant' is not a section of glyph_priors", "rotation")),
+    ("metrics.names=foo", ("metrics.names must be comma-separated names from", "'foo'")),
+    ("metrics.embedding=foo", ("metrics.embedding must be one of", "'foo'")),
+    ("metrics.every=0", ("metrics.every must be >= 1", "0")),
+    ("pe.keep_selected=1", ("--set pe.keep_selected must be true or false", "'1'")),
+    ("pe.samples_per_class=0", ("pe.samples_per_class must be >= 1",)),
+    ("pe.k=20", ("pe.k must be in [1, 10]",)),
+    ("pe.degree_end=0", ("pe.degree_end must be a finite number > 0",)),
+    ("generator.glyph_priors.slant.std=1",
+     ("'slant' is not a section of generator.glyph_priors", "rotation")),
 ])
 def test_bad_settings_name_their_key(capsys, tmp_path, override, words):
-    _refused(capsys, tmp_path, ["--set", "samples_per_class=10", "--set", override,
+    _refused(capsys, tmp_path, ["--set", "pe.samples_per_class=10", "--set", override,
                                 "--quiet"], *words)
 
 
 def test_bool_keys_take_true_and_false_in_any_case():
-    config = load_config(DEFAULT_CONFIG, ["tensorboard=False", "keep_selected=TRUE",
-                                          "glyph_priors.rotation.std=2"])
-    assert config.tensorboard is False and config.keep_selected is True
-    assert config.glyph_priors.rotation.std == 2.0
-    assert isinstance(load_config(DEFAULT_CONFIG, ["iterations=3"]).iterations, int)
+    config = load_config(DEFAULT_CONFIG, ["metrics.tensorboard=False", "pe.keep_selected=TRUE",
+                                          "generator.glyph_priors.rotation.std=2"])
+    assert config.metrics.tensorboard is False and config.pe.keep_selected is True
+    assert config.generator.glyph_priors.rotation.std == 2.0
+    assert isinstance(load_config(DEFAULT_CONFIG, ["pe.iterations=3"]).pe.iterations, int)
 
 
 def test_tensorboard_false_runs(tmp_path, capsys):
     out = tmp_path / "run"
-    assert cli.main(["run", "--out", str(out), *SMALL, "--set", "tensorboard=False"]) == 0
-    assert json.loads((out / "config.json").read_text())["tensorboard"] is False
+    assert cli.main(["run", "--out", str(out), *SMALL, "--set", "metrics.tensorboard=False"]) == 0
+    config = json.loads((out / "config.json").read_text())
+    assert config["metrics"]["tensorboard"] is False
 
 
 def test_an_absurd_population_is_refused_with_the_limit(capsys, tmp_path, monkeypatch):
     from pe_jax.configs import validate
 
     monkeypatch.setattr(validate, "available_memory", lambda: (16 * 2**30, "host memory"))
-    line = _refused(capsys, tmp_path, ["--set", "samples_per_class=100000", "--quiet"],
-                    "samples_per_class must be at most 69,905 here", "10 classes of 100,000",
+    line = _refused(capsys, tmp_path, ["--set", "pe.samples_per_class=100000", "--quiet"],
+                    "pe.samples_per_class must be at most 69,905 here", "10 classes of 100,000",
                     "22.9 GiB", "24 KiB a sample", "16.0 GiB of host memory")
     assert line.endswith("got 100000")
 
@@ -129,7 +131,7 @@ def test_a_prior_with_a_truncated_data_file_names_the_checkpoint(capsys, tmp_pat
     prior = _prior_copy(tmp_path, "truncated")
     data = _biggest_file(prior)
     data.write_bytes(data.read_bytes()[: data.stat().st_size // 2])
-    line = _refused(capsys, tmp_path, [*DIFFUSION, "--set", f"prior={prior}", "--quiet"],
+    line = _refused(capsys, tmp_path, [*DIFFUSION, "--set", f"generator.prior={prior}", "--quiet"],
                     f"checkpoint {str(prior)!r}", "cannot be read")
     assert len(line) < 500
 
@@ -137,7 +139,7 @@ def test_a_prior_with_a_truncated_data_file_names_the_checkpoint(capsys, tmp_pat
 def test_a_prior_with_broken_metadata_names_the_file(capsys, tmp_path):
     prior = _prior_copy(tmp_path, "metadata")
     (prior / checkpoints.METADATA_FILE).write_text('{"unet": ')
-    _refused(capsys, tmp_path, [*DIFFUSION, "--set", f"prior={prior}", "--quiet"],
+    _refused(capsys, tmp_path, [*DIFFUSION, "--set", f"generator.prior={prior}", "--quiet"],
              f"checkpoint metadata {str(prior / checkpoints.METADATA_FILE)!r}",
              "must be a JSON object")
 
@@ -161,7 +163,7 @@ def test_a_prior_whose_arrays_decode_to_nan_is_refused_on_load(capsys, tmp_path)
         return jax.tree.unflatten(treedef, leaves)
 
     prior = _saved_prior(tmp_path, "nan", poison)
-    _refused(capsys, tmp_path, [*DIFFUSION, "--set", f"prior={prior}", "--quiet"],
+    _refused(capsys, tmp_path, [*DIFFUSION, "--set", f"generator.prior={prior}", "--quiet"],
              f"checkpoint {str(prior)!r}", "holds NaN or Inf")
 
 
@@ -172,7 +174,7 @@ def test_a_prior_with_flipped_bytes_is_refused_on_load(capsys, tmp_path):
     middle = len(raw) // 2
     raw[middle:middle + 4096] = b"\xff" * 4096
     data.write_bytes(bytes(raw))
-    _refused(capsys, tmp_path, [*DIFFUSION, "--set", f"prior={prior}", "--quiet"],
+    _refused(capsys, tmp_path, [*DIFFUSION, "--set", f"generator.prior={prior}", "--quiet"],
              f"checkpoint {str(prior)!r}")
 
 
@@ -194,9 +196,10 @@ def test_numpy_integers_are_ints():
                              samples_per_class=(np.int64(10),) * 3, degrees=(0.5, 0.5))
     assert config.samples_per_class == (10, 10, 10)
     assert all(type(n) is int for n in config.samples_per_class)
-    settings = {**load_config(DEFAULT_CONFIG).to_dict(), "samples_per_class": np.int64(10),
-                "k": np.int64(2)}
-    validate_run_config(ml_collections.ConfigDict(settings))
+    config = load_config(DEFAULT_CONFIG)
+    config.pe = ml_collections.ConfigDict({**config.pe.to_dict(),
+                                           "samples_per_class": np.int64(10), "k": np.int64(2)})
+    validate_run_config(config)
 
 
 @pytest.mark.parametrize("asset", ["prior_digits8", "encoder"])

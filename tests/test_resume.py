@@ -204,8 +204,8 @@ def test_fingerprint_hashes_see_every_byte(tmp_path):
     assert resume.sha256_files([tmp_path / "model"]) != before
 
 
-SMALL = ["--set", "iterations=3", "--set", "samples_per_class=6", "--set", "metrics=",
-         "--set", "noise_seed=5", "--quiet"]
+SMALL = ["--set", "pe.iterations=3", "--set", "pe.samples_per_class=6", "--set", "metrics.names=",
+         "--set", "privacy.noise_seed=5", "--quiet"]
 
 
 def _interrupt_after_picture(monkeypatch, iteration: int, interrupt) -> None:
@@ -244,8 +244,9 @@ def test_cli_interrupted_by_sigterm_resumes_to_the_uninterrupted_result(tmp_path
     assert len(json.loads((out / "ledger.json").read_text())["events"]) == 3
 
     ledger_before = (out / "ledger.json").read_text()
-    assert cli.main(["run", "--resume", str(out), "--set", "epsilon=2.0", "--quiet"]) == 2
-    assert "config epsilon: 4.0 -> 2.0" in capsys.readouterr().err
+    assert cli.main(["run", "--resume", str(out), "--set", "privacy.epsilon=2.0",
+                     "--quiet"]) == 2
+    assert "config privacy.epsilon: 4.0 -> 2.0" in capsys.readouterr().err
     assert (out / "ledger.json").read_text() == ledger_before  # refused: nothing released
 
     assert cli.main(["run", "--resume", str(out), "--quiet"]) == 0
@@ -283,7 +284,7 @@ def test_cli_resume_continues_in_the_shared_ledger_file(tmp_path, capsys, monkey
 
 def test_cli_resume_keeps_the_metrics_measured_before_the_interruption(tmp_path, monkeypatch):
     out = tmp_path / "run"
-    with_metrics = [*SMALL, "--set", "metrics=precision_recall", "--set", "metrics_every=1"]
+    with_metrics = [*SMALL, "--set", "metrics.names=precision_recall", "--set", "metrics.every=1"]
     _interrupt_after_picture(monkeypatch, 2, _keyboard_interrupt)
     assert cli.main(["run", "--out", str(out), *with_metrics]) == 130
     monkeypatch.undo()

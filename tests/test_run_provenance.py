@@ -21,9 +21,9 @@ def test_shipped_checkpoints_record_the_glyphs_they_were_trained_on():
 
 def test_privacy_report_lists_the_public_inputs_and_their_origin(tmp_path):
     out = tmp_path / "run"
-    assert cli.main(["run", "--out", str(out), "--set", "iterations=2",
-                     "--set", "samples_per_class=10", "--set", "metrics=",
-                     "--set", "embedding=encoder", "--quiet"]) == 0
+    assert cli.main(["run", "--out", str(out), "--set", "pe.iterations=2",
+                     "--set", "pe.samples_per_class=10", "--set", "metrics.names=",
+                     "--set", "embedding.name=encoder", "--quiet"]) == 0
     report = json.loads((out / "privacy.json").read_text())
     public = report["public"]
     assert all(isinstance(entry["description"], str) for entry in public.values())
@@ -42,4 +42,4 @@ def test_privacy_report_lists_the_public_inputs_and_their_origin(tmp_path):
     assert "outside the guarantee" in heldout["description"]
     assert report["private_data"]["rows"] == 1335
     config = json.loads((out / "config.json").read_text())
-    assert config["glyph_priors"] == SHIPPED_PRIORS["values"]
+    assert config["generator"]["glyph_priors"] == SHIPPED_PRIORS["values"]

@@ -1,18 +1,17 @@
-"""The public generator a run config names: the glyph simulator or a diffusion prior.
+"""The public generator a run config's ``generator`` section names: glyphs or a diffusion prior.
 
-``make_generator(config, class_names, resolution)`` returns the generator and the description
-of it that the privacy report lists as public:
+``make_generator(section, class_names, image_shape)`` returns the generator and the
+description of it that the privacy report lists as public:
 
-* ``generator = "glyphs"``: ``pe_jax.apis.glyphs.GlyphGenerator`` drawing the class names as
-  characters with the pose priors ``config.glyph_priors`` (every parameter of
+* ``name = "glyphs"``: ``pe_jax.apis.glyphs.GlyphGenerator`` drawing the class names as
+  characters with the pose priors ``glyph_priors`` (every parameter of
   ``pe_jax.apis.glyphs.PARAMETERS`` as ``{mean, std, low, high}``; unset: ``DEFAULT_PRIORS``);
-  the description lists the fonts, the priors and the priors' origin.
-* ``generator = "diffusion"``: ``pe_jax.apis.diffusion.DiffusionGenerator`` loaded from the
-  checkpoint ``config.prior`` (empty: the shipped default prior), sampling with
-  ``config.diffusion_steps`` DDIM steps and guidance ``config.guidance``. The checkpoint must
-  have been trained on the same classes (in the same order) and resolution as the private data;
-  the description repeats its training command and training data (fonts, pose priors and
-  their origin) from its metadata.
+  grey square images only. The description lists the fonts, the priors and their origin.
+* ``name = "diffusion"``: ``pe_jax.apis.diffusion.DiffusionGenerator`` loaded from the
+  checkpoint ``prior`` (empty: the shipped default prior), sampling with ``steps`` DDIM steps
+  and guidance ``guidance``. The checkpoint must have been trained on the same classes (in the
+  same order), resolution and channels as the private data; the description repeats its
+  training command and training data (fonts, pose priors and their origin) from its metadata.
 
 Heavy imports happen inside ``make_generator``, so importing this module is cheap.
 """
@@ -29,16 +28,20 @@ __all__ = ["GENERATORS", "make_generator"]
 GENERATORS = ("glyphs", "diffusion")
 
 
-def make_generator(config: ml_collections.ConfigDict, class_names: Sequence[str],
-                   resolution: int) -> tuple[object, dict]:
-    """The config's generator for images of ``resolution`` pixels with these classes."""
-    require(config.generator in GENERATORS, "generator", f"one of {GENERATORS}",
-            config.generator)
-    if config.generator == "glyphs":
+def make_generator(section: ml_collections.ConfigDict, class_names: Sequence[str],
+                   image_shape: Sequence[int]) -> tuple[object, dict]:
+    """The generator of the ``generator`` section for ``(H, W, C)`` images of these classes."""
+    require(section.name in GENERATORS, "generator.name", f"one of {GENERATORS}",
+            section.name)
+    height, width, channels = image_shape
+    if section.name == "glyphs":
         from pe_jax.apis.glyphs import GlyphGenerator, describe_priors
 
-        generator = GlyphGenerator(characters="".join(class_names), resolution=resolution,
-                                   priors=_glyph_priors(config.get("glyph_priors")))
+        require(height == width and channels == 1, "generator.name",
+                "'diffusion' for this data set: glyphs draws grey square images",
+                f"'glyphs' for {height}x{width}x{channels} images")
+        generator = GlyphGenerator(characters="".join(class_names), resolution=height,
+                                   priors=_glyph_priors(section.glyph_priors))
         described = {
             "description": "characters rendered by the glyph simulator pe_jax.apis.glyphs "
                            "in the font files installed here, posed by the pose priors that "
@@ -50,34 +53,37 @@ def make_generator(config: ml_collections.ConfigDict, class_names: Sequence[str]
     from pe_jax import checkpoints
     from pe_jax.apis.diffusion import DEFAULT_PRIOR, DiffusionGenerator
 
-    path = pathlib.Path(config.get("prior") or DEFAULT_PRIOR)
+    path = pathlib.Path(section.prior or DEFAULT_PRIOR)
     metadata = checkpoints.load_metadata(path)
     trained = metadata.get("class_names")
-    require(trained == list(class_names), "prior",
+    require(trained == list(class_names), "generator.prior",
             f"a checkpoint trained on the classes {list(class_names)}",
             f"{str(path)!r} with classes {trained}")
-    require(metadata["unet"]["resolution"] == resolution, "prior",
-            f"a checkpoint of {resolution}x{resolution} images",
-            f"{str(path)!r} at {metadata['unet']['resolution']}")
-    generator = DiffusionGenerator.from_checkpoint(path, steps=config.diffusion_steps,
-                                                   guidance=config.guidance)
+    unet = metadata["unet"]
+    trained_shape = (unet["resolution"], unet["resolution"], unet["channels"])
+    require(trained_shape == tuple(image_shape), "generator.prior",
+            f"a checkpoint of {height}x{width}x{channels} images",
+            f"{str(path)!r} of {'x'.join(map(str, trained_shape))} images")
+    generator = DiffusionGenerator.from_checkpoint(path, steps=section.steps,
+                                                   guidance=section.guidance)
     described = {"description": f"the diffusion prior checkpoint {str(path)!r}; privacy.json "
                                 "lists its training command and training data (fonts, pose "
                                 "priors and their origin) from its metadata",
                  "name": "diffusion", "checkpoint": str(path),
                  "command": metadata.get("command"), "training_data": metadata.get("data", {}),
-                 "sampling": {"steps": config.diffusion_steps, "guidance": config.guidance}}
+                 "sampling": {"steps": section.steps, "guidance": section.guidance}}
     return generator, described
 
 
 def _glyph_priors(priors: Mapping[str, Mapping[str, float]] | None) -> dict | None:
-    """``config.glyph_priors`` as ``ParamPrior`` values (None when unset)."""
+    """``glyph_priors`` as ``ParamPrior`` values (None when unset)."""
     from pe_jax.apis.glyphs import PARAMETERS, ParamPrior
 
     if not priors:
         return None
     fields = {name: sorted(p.keys()) if hasattr(p, "keys") else p for name, p in priors.items()}
     require(sorted(fields) == sorted(PARAMETERS)
-            and all(f == sorted(ParamPrior._fields) for f in fields.values()), "glyph_priors",
+            and all(f == sorted(ParamPrior._fields) for f in fields.values()),
+            "generator.glyph_priors",
             f"a {{mean, std, low, high}} entry for each of {list(PARAMETERS)}", fields)
     return {name: ParamPrior(**p) for name, p in priors.items()}

@@ -28,18 +28,16 @@ import ml_collections
 
 from pe_jax.commands import add_config_arguments, output_dir
 from pe_jax.configs import DEFAULT_CONFIG, load_config, load_saved_config
-from pe_jax.data.digits import TUNING_HELDOUT
-from pe_jax.data.types import LabelledImages
 
 if TYPE_CHECKING:
     import jax
 
+    from pe_jax.data import ImageSource, LabelledImages
     from pe_jax.evolve import PEConfig
     from pe_jax.privacy import PrivacyLedger
 
 NAME = "run"
 HELP = "run Private Evolution and write its outputs"
-DATASETS = ("sklearn_digits",)
 # The run's neighbouring relation: data sets that differ by one private row added or removed.
 ADJACENCY = "add_remove"
 CONFIG_FILE = "config.json"
@@ -138,29 +136,23 @@ def run_command(config: ml_collections.ConfigDict, out: pathlib.Path, progress: 
     how many local devices to run on (``--devices``; default all, see :func:`run_mesh`).
     """
     import jax
-    import numpy as np
 
-    from pe_jax import embeddings, evolve, privacy, reporting
+    from pe_jax import evolve, privacy, reporting
     from pe_jax import resume as checkpoints
     from pe_jax.apis.factory import make_generator
-    from pe_jax.data import load_sklearn_digits
-    from pe_jax.configs.validate import validate_run_config
-    from pe_jax.metrics.callbacks import make_callbacks, measure_initial
+    from pe_jax.configs import build
+    from pe_jax.configs.validate import check_population_memory, validate_run_config
+    from pe_jax.metrics.callbacks import measure_initial
 
     validate_run_config(config)  # every setting, before any folder, ledger or data
-    if config.data not in DATASETS:
-        raise ValueError(f"data must be one of {DATASETS}; got {config.data!r}")
     devices = _check_devices(devices)
-    non_private = config.get("non_private", False)
+    non_private = config.privacy.non_private
     if non_private and ledger_path is not None:
-        raise ValueError("non_private=true releases clean counts: it cannot be recorded in a "
-                         "shared --ledger file, whose runs would then compose to no guarantee; "
-                         "leave --ledger out")
-    seed = config.get("noise_seed", -1)
-    noise_rng = None if seed == -1 or non_private else np.random.default_rng(seed)
-    sigma = 0.0 if non_private else privacy.noise_multiplier(
-        config.epsilon, config.delta, config.iterations, k=config.k)
-    event = privacy.release_event(noise_multiplier=sigma, k=config.k, rng=noise_rng,
+        raise ValueError("privacy.non_private=true releases clean counts: it cannot be "
+                         "recorded in a shared --ledger file, whose runs would then compose to "
+                         "no guarantee; leave --ledger out")
+    sigma, noise_rng = build.noise_plan(config.privacy, config.pe)
+    event = privacy.release_event(noise_multiplier=sigma, k=config.pe.k, rng=noise_rng,
                                   non_private=non_private)
     shared = ledger_path is not None
     if resume:
@@ -170,26 +162,16 @@ def run_command(config: ml_collections.ConfigDict, out: pathlib.Path, progress: 
         reporting.check_output_dir(out)  # before the ledger file: a refused --out creates none
         ledger = _ledger(config, ledger_path, ledger_budget)
         run_start = len(ledger)
-        ledger.check(event, times=config.iterations)
-    private, reference = _private_and_reference(load_sklearn_digits(), config)
-    pe_config = evolve.PEConfig(
-        iterations=config.iterations,
-        noise_multiplier=sigma,
-        non_private=non_private,
-        samples_per_class=(config.samples_per_class,) * private.num_classes,
-        degrees=evolve.degree_schedule(config.degree_start, config.degree_end,
-                                       config.iterations, config.degree_schedule),
-        threshold=config.threshold,
-        k=config.k,
-        metric=config.metric,
-        selection=config.selection,
-        variation_folds=config.variation_folds,
-        keep_selected=config.keep_selected,
-        lookahead=config.lookahead,
-    )
-    generator, generator_description = make_generator(config, private.class_names,
-                                                      private.images.shape[1])
-    embedder = embeddings.from_config(config)
+        ledger.check(event, times=config.pe.iterations)
+    source = build.data_source(config.data)  # after the budget check: digits are read here
+    check_population_memory("pe.samples_per_class", config.pe.samples_per_class,
+                            source.num_classes, source.image_shape)
+    private, reference = build.private_and_reference(source, config.data)
+    pe_config = build.pe_config(config.pe, noise_multiplier=sigma, non_private=non_private,
+                                num_classes=private.num_classes)
+    generator, generator_description = make_generator(config.generator, private.class_names,
+                                                      private.images.shape[1:])
+    embedder = build.embedder(config.embedding.name, config.embedding.checkpoint)
     mesh = run_mesh(devices, len(pe_config.layout.labels))
     fingerprint = checkpoints.build_fingerprint(
         config.to_dict(), checkpoints.sha256_arrays(private.images, private.labels),
@@ -208,24 +190,25 @@ def run_command(config: ml_collections.ConfigDict, out: pathlib.Path, progress: 
         (out / CONFIG_FILE).write_text(config.to_json(indent=2) + "\n")
         (out / "iterations").mkdir()
         if not shared:  # the run's own ledger, written at each release
-            ledger = privacy.PrivacyLedger.open(out / LEDGER_FILE, delta=config.delta,
+            ledger = privacy.PrivacyLedger.open(out / LEDGER_FILE, delta=config.privacy.delta,
                                                 adjacency=ADJACENCY,
                                                 epsilon_budget=_own_budget(config))
         checkpoint = checkpoints.RunCheckpoint.create(
             out, fingerprint, run={"shared_ledger": shared, "run_start": run_start,
                                    "ledger_file": str(ledger.path.absolute())})
-    private_data, public = _report_inputs(config, private, reference, pe_config,
+    private_data, public = _report_inputs(config, source, private, reference, pe_config,
                                           generator_description)
     non_private_outputs = {"metrics/": (
-        f"quality metrics ({config.metrics}) measured without noise on the "
+        f"quality metrics ({config.metrics.names}) measured without noise on the "
         f"{len(reference.labels)} held-out real rows: statistics of those rows, which the "
-        "guarantee does not cover")} if config.get("metrics", "") else {}
+        "guarantee does not cover")} if config.metrics.names else {}
 
     def write_report(complete: bool = False) -> dict:
         report = reporting.privacy_report(
             ledger, target_epsilon=_own_budget(config), private_data=private_data, public=public,
             non_private_outputs=non_private_outputs, run_start=run_start,
-            shared_ledger=shared, planned_iterations=None if complete else config.iterations)
+            shared_ledger=shared,
+            planned_iterations=None if complete else config.pe.iterations)
         reporting.write_privacy_report(out, report)
         return report
 
@@ -247,12 +230,12 @@ def run_command(config: ml_collections.ConfigDict, out: pathlib.Path, progress: 
         samples_saved.append(True)
 
     def save_final(result: evolve.IterationResult) -> None:
-        if result.iteration == config.iterations:  # before the final metrics
+        if result.iteration == config.pe.iterations:  # before the final metrics
             save_samples(result.samples)
 
-    metric_callbacks = make_callbacks(
-        config, out, generator=generator, num_classes=private.num_classes,
-        reference_images=reference.images, reference_labels=reference.labels)
+    metric_callbacks = build.metric_callbacks(
+        config.metrics, iterations=config.pe.iterations, out=out, generator=generator,
+        reference=reference)
     try:
         result = evolve.run(
             jax.random.key(config.seed), pe_config, generator=generator, embedder=embedder,
@@ -324,20 +307,22 @@ def _public_model_files(config: ml_collections.ConfigDict, generator: object
     from pe_jax.models import encoder
 
     files = list(getattr(generator, "font_paths", ()))
-    if config.generator == "diffusion":
-        files.append(pathlib.Path(config.get("prior") or DEFAULT_PRIOR))
-    encoders = [config.embedding] + ([config.get("metrics_embedding", "encoder")]
-                                     if config.get("metrics", "") else [])
-    if "encoder" in encoders:
-        files.append(pathlib.Path(config.get("encoder_checkpoint") or encoder.SHIPPED))
-    if "inception" in encoders:
-        files.append(pathlib.Path(config.inception_weights))
+    if config.generator.name == "diffusion":
+        files.append(pathlib.Path(config.generator.prior or DEFAULT_PRIOR))
+    spaces = [(config.embedding.name, config.embedding.checkpoint)]
+    if config.metrics.names:
+        spaces.append((config.metrics.embedding, config.metrics.checkpoint))
+    for name, checkpoint in spaces:
+        if name == "encoder":
+            files.append(pathlib.Path(checkpoint or encoder.SHIPPED))
+        elif name == "inception":
+            files.append(pathlib.Path(checkpoint))
     return files
 
 
 def _own_budget(config: ml_collections.ConfigDict) -> float | None:
     """The budget of a run's own ledger: its epsilon, or none for a non-private baseline."""
-    return None if config.get("non_private", False) else config.epsilon
+    return None if config.privacy.non_private else config.privacy.epsilon
 
 
 def _ledger(config: ml_collections.ConfigDict, path: pathlib.Path | None,
@@ -350,33 +335,12 @@ def _ledger(config: ml_collections.ConfigDict, path: pathlib.Path | None,
         if budget is not None:
             raise ValueError("--ledger-budget sets the budget of a --ledger file; give --ledger "
                              "too, or leave it out")
-        return privacy.PrivacyLedger(config.delta, adjacency=ADJACENCY,
+        return privacy.PrivacyLedger(config.privacy.delta, adjacency=ADJACENCY,
                                      epsilon_budget=_own_budget(config))
     if budget is not None and not (math.isfinite(budget) and budget > 0):
         raise ValueError(f"--ledger-budget must be a finite epsilon > 0; got {budget!r}")
-    return privacy.PrivacyLedger.open(path, delta=config.delta, adjacency=ADJACENCY,
+    return privacy.PrivacyLedger.open(path, delta=config.privacy.delta, adjacency=ADJACENCY,
                                       epsilon_budget=budget)
-
-
-def _private_and_reference(data: LabelledImages, config: ml_collections.ConfigDict
-                           ) -> tuple[LabelledImages, LabelledImages]:
-    """The private set, and the held-out real reference set of the metrics.
-
-    ``data.split(config.heldout)`` sets aside the rows that a hash of their index and a fixed
-    salt picks (``pe_jax.data.heldout_mask``): part of the data set's definition, the same for
-    every seed, and no row moves when rows are appended. They never vote; quality metrics are
-    measured against them only, because metrics are not noised and must not be computed on the
-    private set. The fraction must be at least ``TUNING_HELDOUT``: a larger one holds out a
-    superset of its rows, which the default's public settings were tuned on.
-    """
-    heldout = config.get("heldout", TUNING_HELDOUT)
-    if not TUNING_HELDOUT <= heldout < 1:
-        raise ValueError(
-            f"heldout must be a fraction in [{TUNING_HELDOUT}, 1): the digits that "
-            f"split({TUNING_HELDOUT}) holds out are public, since the shipped glyph priors, "
-            "encoder and diffusion prior and the default threshold and degree schedule were "
-            f"tuned on them, so they can never be private; got {heldout!r}")
-    return data.split(heldout)
 
 
 EMBEDDING_DESCRIPTIONS = {
@@ -391,25 +355,25 @@ EMBEDDING_DESCRIPTIONS = {
 """One sentence on each embedding's origin, for the privacy report."""
 
 
-def _embedding_description(name: str, config: ml_collections.ConfigDict) -> dict:
+def _embedding_description(name: str, checkpoint: str) -> dict:
     """What the report says about the embedding ``name``: its origin and any checkpoint's."""
     described = {"description": EMBEDDING_DESCRIPTIONS[name], "name": name}
     if name == "encoder":
         from pe_jax import checkpoints
         from pe_jax.models import encoder
 
-        path = config.get("encoder_checkpoint") or encoder.SHIPPED
+        path = checkpoint or encoder.SHIPPED
         metadata = checkpoints.load_metadata(path)
         described.update(checkpoint=str(path), command=metadata.get("command"),
                          training_data={key: metadata.get(key)
                                         for key in ("data", "fonts", "priors")})
     elif name == "inception":
-        described["checkpoint"] = config.inception_weights
+        described["checkpoint"] = checkpoint
     return described
 
 
-def _report_inputs(config: ml_collections.ConfigDict, private: LabelledImages,
-                   reference: LabelledImages, pe_config: "PEConfig",
+def _report_inputs(config: ml_collections.ConfigDict, source: "ImageSource",
+                   private: "LabelledImages", reference: "LabelledImages", pe_config: "PEConfig",
                    generator_description: dict) -> tuple[dict, dict]:
     """The report's ``private_data`` (the rows the guarantee covers) and ``public`` entries.
 
@@ -421,26 +385,32 @@ def _report_inputs(config: ml_collections.ConfigDict, private: LabelledImages,
     from pe_jax.data import HELDOUT_RULE, HELDOUT_SALT
 
     rows = len(private.labels) + len(reference.labels)
+    described = source.describe()
+    digits = config.data.source == "sklearn_digits"
+    what = ("scikit-learn's 8x8 handwritten digits (sklearn.datasets.load_digits)" if digits
+            else f"the data set {described.get('name') or config.data.source!r} "
+                 f"({described.get('kind', config.data.source)})")
     private_data = {
-        "description": f"the {len(private.labels):,} of the {rows:,} rows of scikit-learn's 8x8 "
-                       "handwritten digits (sklearn.datasets.load_digits) that the fixed "
-                       "held-out split leaves; only they vote, and the guarantee covers only "
-                       "them",
-        "data": config.data, "rows": len(private.labels), "rows_in_data_set": rows}
+        "description": f"the {len(private.labels):,} of the {rows:,} rows of {what} that the "
+                       "fixed held-out split leaves; only they vote, and the guarantee covers "
+                       "only them",
+        "data": config.data.source, "source": described, "rows": len(private.labels),
+        "rows_in_data_set": rows}
+    tuned = ("the glyph priors, threshold and degree schedule were tuned on them and "
+             if digits else "")
     heldout = {
-        "description": f"the {len(reference.labels):,} real digits that the fixed split holds "
-                       "out: they never vote; the glyph priors, threshold and degree schedule "
-                       "were tuned on them and the quality metrics are measured on them, "
+        "description": f"the {len(reference.labels):,} real rows that the fixed split holds "
+                       f"out: they never vote; {tuned}the quality metrics are measured on them, "
                        "without noise, so the metrics and anything learnt from these rows lie "
                        "outside the guarantee",
-        "rows": len(reference.labels), "fraction": config.get("heldout", TUNING_HELDOUT),
-        "salt": HELDOUT_SALT, "rule": HELDOUT_RULE, "metrics": config.get("metrics", "")}
+        "rows": len(reference.labels), "fraction": config.data.heldout,
+        "salt": HELDOUT_SALT, "rule": HELDOUT_RULE, "metrics": config.metrics.names}
     if heldout["metrics"]:
-        heldout["metrics_embedding"] = _embedding_description(
-            config.get("metrics_embedding", "encoder"), config)
+        heldout["metrics_embedding"] = _embedding_description(config.metrics.embedding,
+                                                              config.metrics.checkpoint)
     public = {
         "generator": generator_description,
-        "embedding": _embedding_description(config.embedding, config),
+        "embedding": _embedding_description(config.embedding.name, config.embedding.checkpoint),
         "heldout_reference": heldout,
         "samples_per_class": {
             "description": "the synthetic population size of each class, set in the config",

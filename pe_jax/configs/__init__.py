@@ -4,10 +4,14 @@
 command that takes ``--config`` goes through it. An override is typed by the value it replaces
 (``parse_override``): an int key takes only an integer, a float key only a finite number, a
 bool key ``true`` or ``false``, a str key any text, a list, tuple or dict key a JSON value of
-that kind. A dotted key (``glyph_priors.slant.std=0.1``) sets a value inside a nested section.
-Every refusal is one ValueError that names the key, what it takes and what was given.
+that kind. A dotted key (``pe.k=3``, ``generator.glyph_priors.slant.std=0.1``) sets a value
+inside a nested section. Every refusal is one ValueError that names the key, what it takes and
+what was given; an unknown key also gets the nearest known one, and a key of the old flat run
+config its new place (``epsilon`` -> ``privacy.epsilon``). ``sections`` defines the sections of
+a run config.
 """
 
+import difflib
 import importlib.util
 import json
 import math
@@ -64,16 +68,74 @@ def load_saved_config(path: str | pathlib.Path, overrides: Sequence[str] = ()
 def apply_overrides(config: ml_collections.ConfigDict, overrides: Sequence[str]
                     ) -> ml_collections.ConfigDict:
     """Sets each ``key=value`` of ``overrides``, typed by the value it replaces
-    (``parse_override``); a dotted key names a value in a nested section."""
+    (``parse_override``); a dotted key names a value in a nested section.
+
+    A key the config lacks is refused with the keys it has and the nearest one; a key of the
+    old flat run config (``epsilon``) is refused with its new place (``privacy.epsilon``); a
+    whole section of a run config cannot be set at once.
+    """
+    from pe_jax.configs.sections import DEFAULTS
+
     for item in overrides:
         name, sep, text = item.partition("=")
-        section, key = _section(config, name, item) if sep else (config, "")
-        if not sep or key not in section:
-            keys = ", ".join(sorted(section.keys()))
+        if not sep:
+            keys = ", ".join(sorted(config.keys()))
             raise ValueError(f"--set takes key=value with a key of the config ({keys}); "
                              f"got {item!r}")
+        moved = _renamed(config, name)
+        if moved is not None:
+            raise ValueError(f"--set {name}: run configs are in sections now; use {moved} "
+                             f"(--set {moved}={text}); got {item!r}")
+        section, key = _section(config, name, item)
+        if key not in section:
+            keys = ", ".join(sorted(section.keys()))
+            raise ValueError(f"--set takes key=value with a key of the config ({keys})"
+                             f"{_did_you_mean(config, name)}; got {item!r}")
+        if section is config and key in DEFAULTS and isinstance(section[key],
+                                                                  ml_collections.ConfigDict):
+            keys = ", ".join(f"{key}.{inner}" for inner in section[key])
+            raise ValueError(f"--set {key}: {key} is a section of the run config; set its keys "
+                             f"one at a time ({keys}); got {item!r}")
         section[key] = parse_override(name, text, section[key])
     return config
+
+
+def _renamed(config: ml_collections.ConfigDict, name: str) -> str | None:
+    """Where the old flat run-config key ``name`` (or its first part) lives in ``config``'s
+    sections, when ``config`` is a run config that has that place; else None."""
+    from pe_jax.configs.sections import DEFAULTS, RENAMED
+
+    first, _, rest = name.partition(".")
+    if first in DEFAULTS and isinstance(config.get(first), ml_collections.ConfigDict):
+        if rest or first not in RENAMED:  # a key inside a section, or the section itself
+            return None
+    moved = RENAMED.get(first)
+    if moved is None:
+        return None
+    moved = f"{moved}.{rest}" if rest else moved
+    section_name, _, key = RENAMED[first].partition(".")
+    inner = config.get(section_name)
+    return moved if isinstance(inner, ml_collections.ConfigDict) and key in inner else None
+
+
+def _leaf_keys(config: ml_collections.ConfigDict, prefix: str = "") -> list[str]:
+    """Every dotted key of ``config``, nested sections included."""
+    keys = []
+    for key, value in config.items():
+        keys.append(prefix + key)
+        if isinstance(value, ml_collections.ConfigDict):
+            keys += _leaf_keys(value, f"{prefix}{key}.")
+    return keys
+
+
+def _did_you_mean(config: ml_collections.ConfigDict, name: str) -> str:
+    """``"; did you mean X?"`` for the key of ``config`` nearest to ``name``, or ``""``."""
+    keys = _leaf_keys(config)
+    near = difflib.get_close_matches(name, keys, n=1, cutoff=0.75)
+    if not near and name.count(".") == 1:  # the key in another section: pe.epsilon
+        last = name.rsplit(".", 1)[-1]
+        near = [key for key in keys if key.count(".") == 1 and key.endswith("." + last)]
+    return f"; did you mean {near[0]}?" if near else ""
 
 
 def _section(config: ml_collections.ConfigDict, name: str, item: str
@@ -87,7 +149,8 @@ def _section(config: ml_collections.ConfigDict, name: str, item: str
             keys = ", ".join(sorted(section.keys()))
             where = ".".join(parents[:i]) or "the config"
             raise ValueError(f"--set takes key=value with a key of the config; {part!r} is not "
-                             f"a section of {where} ({keys}); got {item!r}")
+                             f"a section of {where} ({keys}){_did_you_mean(config, name)}; "
+                             f"got {item!r}")
         section = inner
     return section, key
 

@@ -1,6 +1,7 @@
 """Checks of a whole run config, made before any folder is created or any time is spent.
 
-``validate_run_config(config)`` checks every setting ``pe-jax run`` reads: its type (an int
+``validate_run_config(config)`` checks the run config's sections (``check_sections``: no
+unknown or missing keys) and every setting ``pe-jax run`` reads: its type (an int
 key refuses 2.5, a bool key refuses 1), its range, the names it must be one of, the checkpoint
 folders it names, and whether the synthetic population fits in memory. Each refusal is one
 ValueError that names the key, says what is allowed and what was given (the wording of
@@ -24,8 +25,8 @@ samples (the population, its renders, embeddings, votes and the compiled step's 
 Larger images scale it by their pixel count."""
 
 DATASET_SHAPES = {"sklearn_digits": ((8, 8, 1), 10)}
-"""Image shape and class count of each data set ``pe-jax run`` knows, for the checks that
-must come before the data is read."""
+"""Image shape and class count of the data sets known without opening them, for the checks
+that come before the data is read (other sources are checked once opened)."""
 
 MAX_SEED = 2**63 - 1
 
@@ -126,61 +127,146 @@ def check_population_memory(name: str, per_class: int, num_classes: int,
     return per_class
 
 
+def check_sections(config) -> None:
+    """``config`` has the run config's layout (``pe_jax.configs.sections``): ``name``,
+    ``seed`` and the sections, each with all its keys and no others. A key of the old flat
+    layout is refused with its new place; an unknown key with the nearest known one."""
+    import difflib
+
+    from pe_jax.configs.sections import DEFAULTS, RENAMED, TOP_LEVEL
+
+    def unknown(key: str, known: Sequence[str], where: str) -> None:
+        near = difflib.get_close_matches(key, known, n=1, cutoff=0.75)
+        hint = (f"; the flat key {key} is now {RENAMED[key]}" if where == "the config"
+                and key in RENAMED else f"; did you mean {near[0]}?" if near else "")
+        raise ValueError(f"{key} is not a key of {where}, which has {', '.join(known)}{hint}")
+
+    top = [*TOP_LEVEL, *DEFAULTS]
+    for key in config:
+        if key not in top:
+            unknown(key, top, "the config")
+    for name, defaults in DEFAULTS.items():
+        section = config.get(name)
+        require(hasattr(section, "keys"), name, f"a section with the keys {', '.join(defaults)}",
+                section)
+        for key in section:
+            if key not in defaults:
+                unknown(key, list(defaults), f"section {name}")
+        missing = [f"{name}.{key}" for key in defaults if key not in section]
+        require(not missing, name, f"a section with all its keys (build configs with "
+                f"pe_jax.configs.sections.run_config); it lacks {', '.join(missing)}", name)
+    for key in TOP_LEVEL:
+        require(key in config, key, "set (the config lacks it)", None)
+
+
 def validate_run_config(config, available: tuple[int, str] | None = None) -> None:
     """Checks every setting ``pe-jax run`` reads (see the module docstring).
 
-    ``available``: (bytes, where) for the memory check; default ``available_memory()``.
+    ``available``: (bytes, where) for the memory check; default ``available_memory()``. The
+    memory check needs the data set's shape: it is made here for the sources in
+    ``DATASET_SHAPES``, and by ``pe-jax run`` once it has opened any other.
     """
-    from pe_jax import embeddings, population, voting
-    from pe_jax.apis.factory import GENERATORS
-    from pe_jax.evolve import DEGREE_SCHEDULES
     from pe_jax.metrics.callbacks import METRICS
 
-    get = config.get
-    check_choice("data", config.data, tuple(DATASET_SHAPES))
-    image_shape, num_classes = DATASET_SHAPES[config.data]
+    check_sections(config)
+    data, pe, privacy = config.data, config.pe, config.privacy
     require(not isinstance(config.seed, bool) and isinstance(config.seed, numbers.Integral)
             and 0 <= config.seed <= MAX_SEED, "seed", "an integer in [0, 2**63 - 1]", config.seed)
-    noise_seed = get("noise_seed", -1)
+    check_data(data)
+    noise_seed = privacy.noise_seed
     require(noise_seed == -1 or not isinstance(noise_seed, bool)
             and isinstance(noise_seed, numbers.Integral) and 0 <= noise_seed <= MAX_SEED,
-            "noise_seed", "-1 (the CSPRNG) or a seed in [0, 2**63 - 1]", noise_seed)
-    check_real("epsilon", config.epsilon, 0, lo_open=True)
-    check_real("delta", config.delta, 0, 1, lo_open=True, hi_open=True)
-    check_int("iterations", config.iterations, 1)
-    per_class = check_int("samples_per_class", config.samples_per_class, 1)
-    check_int("k", config.k, 1, per_class)
-    check_choice("metric", config.metric, tuple(voting.METRICS))
-    check_real("threshold", config.threshold, 0)
-    check_choice("selection", config.selection, population.SELECTION_METHODS)
-    check_int("variation_folds", config.variation_folds, 1, per_class)
-    check_bool("keep_selected", config.keep_selected)
-    check_int("lookahead", config.lookahead, 0)
-    schedule = check_choice("degree_schedule", config.degree_schedule, DEGREE_SCHEDULES)
-    low = 0.0 if schedule == "linear" else None
+            "privacy.noise_seed", "-1 (the CSPRNG) or a seed in [0, 2**63 - 1]", noise_seed)
+    check_real("privacy.epsilon", privacy.epsilon, 0, lo_open=True)
+    check_real("privacy.delta", privacy.delta, 0, 1, lo_open=True, hi_open=True)
+    check_bool("privacy.non_private", privacy.non_private)
+    per_class = check_pe(pe)
+    check_generator(config.generator)
+    check_embedding("embedding", config.embedding.name, config.embedding.checkpoint)
+    metrics = config.metrics
+    names = check_names("metrics.names", metrics.names, METRICS)
+    check_int("metrics.every", metrics.every, 1)
+    check_int("metrics.k", metrics.k, 1)
+    check_bool("metrics.tensorboard", metrics.tensorboard)
+    if {"fid", "precision_recall"} & set(names):
+        check_embedding("metrics", metrics.embedding, metrics.checkpoint)
+    shape = DATASET_SHAPES.get(data.source)
+    if shape is not None:
+        check_population_memory("pe.samples_per_class", per_class, shape[1], shape[0],
+                                available)
+
+
+def check_data(data) -> None:
+    """The ``data`` section: a known source and the keys that source reads."""
+    from pe_jax.configs.sections import DATA_SOURCES
+    from pe_jax.data.digits import TUNING_HELDOUT
+
+    source = check_choice("data.source", data.source, DATA_SOURCES)
+    for key in ("name", "split", "data_dir", "path"):
+        require(isinstance(data[key], str), f"data.{key}", "a string", data[key])
+    require(isinstance(data.class_names, (list, tuple))
+            and all(isinstance(n, str) and n for n in data.class_names), "data.class_names",
+            "a list of class names ([] for the data set's own)", data.class_names)
+    needs = {"tfds": ("name", "data_dir"), "idx": ("path", "class_names"), "npz": ("path",),
+             "folder": ("path",)}
+    for key in needs.get(source, ()):
+        require(bool(data[key]), f"data.{key}", f"set for data.source={source!r}", data[key])
+    folder = {"tfds": "data_dir", "idx": "path", "folder": "path", "fashion_mnist_debian": "path"}
+    if source in folder and data[folder[source]]:
+        require(os.path.isdir(data[folder[source]]), f"data.{folder[source]}",
+                f"an existing folder for data.source={source!r}", data[folder[source]])
+    if source == "npz":
+        require(os.path.isfile(data.path), "data.path", "an existing .npz file", data.path)
+    if source == "sklearn_digits":
+        require(TUNING_HELDOUT <= data.heldout < 1 and not isinstance(data.heldout, bool),
+                "data.heldout", f"a fraction in [{TUNING_HELDOUT}, 1): the digits that "
+                f"split({TUNING_HELDOUT}) holds out are public, since the shipped glyph priors, "
+                "encoder and diffusion prior and the default threshold and degree schedule "
+                "were tuned on them, so they can never be private", data.heldout)
+    else:
+        check_real("data.heldout", data.heldout, 0, 1, lo_open=True, hi_open=True)
+
+
+def check_pe(pe) -> int:
+    """The ``pe`` section; returns ``samples_per_class``."""
+    from pe_jax import population, voting
+    from pe_jax.evolve import DEGREE_SCHEDULES
+
+    check_int("pe.iterations", pe.iterations, 1)
+    per_class = check_int("pe.samples_per_class", pe.samples_per_class, 1)
+    check_int("pe.k", pe.k, 1, per_class)
+    check_choice("pe.metric", pe.metric, tuple(voting.METRICS))
+    check_real("pe.threshold", pe.threshold, 0)
+    check_choice("pe.selection", pe.selection, population.SELECTION_METHODS)
+    check_int("pe.variation_folds", pe.variation_folds, 1, per_class)
+    check_bool("pe.keep_selected", pe.keep_selected)
+    check_int("pe.lookahead", pe.lookahead, 0)
+    schedule = check_choice("pe.degree_schedule", pe.degree_schedule, DEGREE_SCHEDULES)
     for key in ("degree_start", "degree_end"):
-        if low is None:
-            check_real(key, config[key], 0, 1, lo_open=True)
+        if schedule == "linear":
+            check_real(f"pe.{key}", pe[key], 0.0, 1)
         else:
-            check_real(key, config[key], low, 1)
-    generator = check_choice("generator", config.generator, GENERATORS)
-    if generator == "diffusion":
-        check_checkpoint("prior", get("prior", ""))
-        check_int("diffusion_steps", config.diffusion_steps, 1)
-        check_real("guidance", config.guidance, 0)
-    spaces = [check_choice("embedding", config.embedding, tuple(embeddings.EMBEDDERS))]
-    metrics = check_names("metrics", get("metrics", ""), METRICS)
-    check_int("metrics_every", get("metrics_every", 1), 1)
-    check_int("metrics_k", get("metrics_k", 3), 1)
-    check_bool("tensorboard", get("tensorboard", False))
-    check_bool("non_private", get("non_private", False))
-    space = check_choice("metrics_embedding", get("metrics_embedding", "encoder"),
-                         tuple(embeddings.EMBEDDERS))
-    if {"fid", "precision_recall"} & set(metrics):
-        spaces.append(space)
-    if "encoder" in spaces:
-        check_checkpoint("encoder_checkpoint", get("encoder_checkpoint", ""))
-    if "inception" in spaces:
-        check_checkpoint("inception_weights", get("inception_weights", ""), required=True)
-    check_population_memory("samples_per_class", per_class, num_classes, image_shape,
-                            available)
+            check_real(f"pe.{key}", pe[key], 0, 1, lo_open=True)
+    return per_class
+
+
+def check_generator(generator) -> None:
+    """The ``generator`` section: its name, and the keys that generator reads."""
+    from pe_jax.apis.factory import GENERATORS
+
+    name = check_choice("generator.name", generator.name, GENERATORS)
+    if name == "diffusion":
+        check_checkpoint("generator.prior", generator.prior)
+        check_int("generator.steps", generator.steps, 1)
+        check_real("generator.guidance", generator.guidance, 0)
+
+
+def check_embedding(section: str, name: object, checkpoint: object) -> str:
+    """An embedding name and its checkpoint (``<section>.embedding`` / ``.checkpoint``)."""
+    from pe_jax import embeddings
+
+    key = "embedding.name" if section == "embedding" else f"{section}.embedding"
+    name = check_choice(key, name, tuple(embeddings.EMBEDDERS))
+    if name in ("encoder", "inception"):
+        check_checkpoint(f"{section}.checkpoint", checkpoint, required=name == "inception")
+    return name

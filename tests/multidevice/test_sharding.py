@@ -116,8 +116,9 @@ def test_pe_jax_run_runs_on_all_local_devices(tmp_path, monkeypatch, capsys):
         return real_run(*args, **kwargs)
 
     monkeypatch.setattr(evolve, "run", spy)
-    small = ["--set", "iterations=1", "--set", "samples_per_class=8", "--set", "metrics=",
-             "--set", "noise_seed=0", "--quiet"]  # seeded noise: the runs can be compared
+    # seeded noise: the runs can be compared
+    small = ["--set", "pe.iterations=1", "--set", "pe.samples_per_class=8",
+             "--set", "metrics.names=", "--set", "privacy.noise_seed=0", "--quiet"]
     assert cli.main(["run", "--out", str(tmp_path / "all"), *small]) == 0
     assert cli.main(["run", "--out", str(tmp_path / "two"), "--devices", "2", *small]) == 0
     assert [m.size for m in meshes] == [8, 2]

@@ -15,9 +15,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from pe_jax import embeddings, evolve, population, privacy, sharding, step, voting
+from pe_jax import evolve, population, privacy, sharding, step, voting
 from pe_jax.apis.factory import make_generator
-from pe_jax.configs import DEFAULT_CONFIG, load_config
+from pe_jax.configs import DEFAULT_CONFIG, build, load_config
 from pe_jax.data import load_sklearn_digits
 
 pytestmark = pytest.mark.skipif(
@@ -33,9 +33,11 @@ PER_CLASS = 8  # 10 digits: a population of 80, 10 rows per device
 def run_inputs():
     """The default digits run's private rows, generator and embedder."""
     config = load_config(DEFAULT_CONFIG, [])
-    private, _ = load_sklearn_digits().split(config.heldout)
-    generator, _ = make_generator(config, private.class_names, private.images.shape[1])
-    return config, private, generator, embeddings.from_config(config)
+    private, _ = load_sklearn_digits().split(config.data.heldout)
+    generator, _ = make_generator(config.generator, private.class_names,
+                                  private.images.shape[1:])
+    return config, private, generator, build.embedder(config.embedding.name,
+                                                      config.embedding.checkpoint)
 
 
 def _step_run(run_inputs, mesh, *, keep_selected=False, k=1, selection="sample", lookahead=0):
