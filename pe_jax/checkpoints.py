@@ -15,6 +15,7 @@ from collections.abc import Callable
 from typing import Any
 
 import jax
+import numpy as np
 import orbax.checkpoint as ocp
 from flax import nnx
 
@@ -88,12 +89,14 @@ def restore(directory: str | pathlib.Path, model: nnx.Module) -> dict[str, Any]:
     """
     directory = pathlib.Path(directory).absolute()
     metadata = load_metadata(directory)
-    target = jax.tree.map(ocp.utils.to_shape_dtype_struct, nnx.state(model))
+    here = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])  # not the saved device
+    target = jax.tree.map(lambda leaf: jax.ShapeDtypeStruct(np.shape(leaf), leaf.dtype,
+                                                            sharding=here), nnx.state(model))
     if not (directory / STATE_DIR).is_dir():
         raise ValueError(f"checkpoint {str(directory)!r} must hold its arrays in {STATE_DIR}/; "
                          "it has none")
     try:
-        with ocp.StandardCheckpointer() as checkpointer:
+        with _this_process_checkpointer() as checkpointer:
             state = checkpointer.restore(directory / STATE_DIR, target)
     except (ValueError, KeyError, FileNotFoundError) as error:
         raise ValueError(f"checkpoint {str(directory)!r} does not match the model: "
@@ -106,6 +109,15 @@ def restore(directory: str | pathlib.Path, model: nnx.Module) -> dict[str, Any]:
     _check_checksums(directory, state)
     nnx.update(model, state)
     return metadata
+
+
+def _this_process_checkpointer() -> ocp.StandardCheckpointer:
+    """A checkpointer that reads on this process alone, with no collective: in a
+    multi-process run each process loads the public models it needs by itself (process 0,
+    say, the metrics' encoder), whole, onto its own devices."""
+    me = jax.process_index()
+    return ocp.StandardCheckpointer(multiprocessing_options=ocp.options.MultiprocessingOptions(
+        primary_host=me, active_processes={me}))
 
 
 def _check_arrays(directory: pathlib.Path, target: Any, state: Any) -> None:

@@ -163,22 +163,21 @@ class RunResult:
 Callback = Callable[[IterationResult], None]
 
 
-def on_process_zero(callback: Callback) -> Callback:
-    """``callback`` for a run whose outputs process 0 alone writes.
+def on_process_zero(callbacks: Sequence[Callback]) -> list[Callback]:
+    """``callbacks`` that write a run's outputs, as one callback that process 0 alone runs.
 
-    Every process gathers the iteration's population (in a multi-process run it is sharded
-    over every process's devices; the gather is a collective), and process 0 calls
-    ``callback`` with it whole. In a single process: ``callback`` itself.
+    Every process gathers the iteration's population to the host (``processes.gather``; in
+    a multi-process run it is sharded over every process's devices and the gather is a
+    collective) and process 0 calls ``callbacks`` with it, so what they write does not
+    depend on how many devices or processes the run used.
     """
-    if not processes.multiprocess():
-        return callback
-
     def gathered(result: IterationResult) -> None:
         samples = processes.gather(result.samples)
         if processes.is_writer():
-            callback(dataclasses.replace(result, samples=samples))
+            for callback in callbacks:
+                callback(dataclasses.replace(result, samples=samples))
 
-    return gathered
+    return [gathered]
 
 
 def degree_schedule(start: float, end: float, iterations: int,

@@ -9,14 +9,16 @@ one raises while the others wait for it forever. In a single process these are p
 from __future__ import annotations
 
 import hashlib
+import os
+import sys
 from collections.abc import Callable
 from typing import Any, TypeVar
 
 import jax
 import numpy as np
 
-__all__ = ["agree", "barrier", "combined_sha256", "gather", "initialize", "is_writer",
-           "max_over_processes", "multiprocess", "total_over_processes"]
+__all__ = ["agree", "barrier", "check_same", "combined_sha256", "gather", "initialize", "is_writer",
+           "max_over_processes", "multiprocess", "stop_on_error", "total_over_processes"]
 
 T = TypeVar("T")
 
@@ -59,13 +61,15 @@ def _gather(value: int) -> np.ndarray:
 
 
 def gather(tree: Any) -> Any:
-    """Every leaf whole on every process (a collective: every process must call it).
+    """Every leaf whole, as NumPy arrays, on every process (a collective in a multi-process
+    run: every process must call it).
 
     A multi-process run's population is sharded over every process's devices; this brings
-    it back as NumPy arrays, e.g. for process 0 to write. In a single process: ``tree``.
+    it back, e.g. for process 0 to write. Outputs computed from it then do not depend on
+    how many devices or processes the run used.
     """
     if not multiprocess():
-        return tree
+        return jax.device_get(tree)
     from jax.experimental import multihost_utils
 
     return multihost_utils.process_allgather(tree, tiled=True)
@@ -81,6 +85,37 @@ def combined_sha256(digest: str) -> str:
     mine = np.frombuffer(bytes.fromhex(digest), np.uint8)
     every = np.asarray(multihost_utils.process_allgather(mine))
     return hashlib.sha256(every.tobytes()).hexdigest()
+
+
+def check_same(digest: str, what: str) -> None:
+    """Raises on every process unless every process has the same ``digest`` (hex) of
+    ``what``, e.g. of its config: the processes of one run must run the same thing."""
+    if not multiprocess():
+        return
+    from jax.experimental import multihost_utils
+
+    mine = np.frombuffer(bytes.fromhex(digest), np.uint8)
+    every = np.asarray(multihost_utils.process_allgather(mine))
+    differ = [i for i, other in enumerate(every) if not np.array_equal(other, every[0])]
+    if differ:
+        raise ValueError(f"{what} differs between process 0 and process(es) {differ}: every "
+                         "process of a --distributed run must be given the same")
+
+
+def stop_on_error(error: BaseException) -> None:
+    """In a multi-process run, prints ``error`` and ends this process at once.
+
+    A normal exit would wait at ``jax.distributed``'s shutdown barrier for processes that may
+    be waiting for this one in a collective; ending now lets the job's coordinator see the
+    process gone and stop the others. Errors that every process agreed on (:func:`agree`)
+    end every process this way. In a single process it returns, and the error goes on.
+    """
+    if not multiprocess():
+        return
+    print(f"pe-jax: error on process {jax.process_index()}: {error}", file=sys.stderr)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(2 if isinstance(error, ValueError) else 1)
 
 
 def barrier(name: str) -> None:

@@ -18,15 +18,18 @@ or the build changed.
 """
 
 import argparse
+import hashlib
+import json
 import math
 import pathlib
 import signal
 import sys
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import ml_collections
 
-from pe_jax.commands import add_config_arguments, output_dir
+from pe_jax.commands import add_config_arguments, distributed, output_dir
 from pe_jax.configs import DEFAULT_CONFIG, load_config, load_saved_config
 
 if TYPE_CHECKING:
@@ -75,11 +78,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
              "and the population split over them; the results do not depend on N. When the "
              "population does not split evenly over N devices, the run uses the most of them "
              "that it does split over, and says so")
+    distributed.add_arguments(parser)
 
 
 def execute(args: argparse.Namespace) -> int:
-    from pe_jax import reporting
+    from pe_jax import processes, reporting
 
+    distributed.join(args, out_given=args.out is not None or args.resume is not None)
     if args.resume is not None:
         out = args.resume
         config = (load_saved_config(out / CONFIG_FILE, args.set)
@@ -96,10 +101,16 @@ def execute(args: argparse.Namespace) -> int:
                              ledger_budget=args.ledger_budget, resume=args.resume is not None,
                              devices=args.devices)
     except KeyboardInterrupt:
-        print(_interrupted(out), file=sys.stderr)
+        if processes.is_writer():
+            print(_interrupted(out), file=sys.stderr)
         return INTERRUPTED_STATUS
+    except Exception as error:
+        processes.stop_on_error(error)  # a multi-process run: no waiting for the others
+        raise
     finally:
         signal.signal(signal.SIGTERM, previous)
+    if not processes.is_writer():
+        return 0
     print(f"wrote {out}: {reporting.guarantee(report)}, T = {report['iterations']}, "
           f"sigma = {report['noise_multiplier'][0]:.4g}")
     composed = report["composed"]
@@ -134,17 +145,26 @@ def run_command(config: ml_collections.ConfigDict, out: pathlib.Path, progress: 
     ledger is opened and the whole run checked against its budget before any private data is
     read. ``resume``: continue the interrupted run in ``out`` (``--resume``). ``devices``:
     how many local devices to run on (``--devices``; default all, see :func:`run_mesh`).
+
+    In a multi-process run (``--distributed``) every process calls this with the same
+    arguments: each reads and embeds its share of the private rows, the run uses every device
+    of every process, and process 0 alone writes (``pe_jax.commands.distributed``); a check
+    that fails on any process stops them all before anything is released.
     """
     import jax
 
-    from pe_jax import evolve, privacy, reporting
+    from pe_jax import evolve, privacy, processes, reporting
     from pe_jax import resume as checkpoints
     from pe_jax.apis.factory import make_generator
     from pe_jax.configs import build
     from pe_jax.configs.validate import check_population_memory, validate_run_config
     from pe_jax.metrics.callbacks import measure_initial
 
-    validate_run_config(config)  # every setting, before any folder, ledger or data
+    # Every setting, before any folder, ledger or data; the same settings on every process.
+    processes.agree(lambda: validate_run_config(config), "the run's settings")
+    processes.check_same(hashlib.sha256(config.to_json().encode()).hexdigest(),
+                         "the run's config (--config and every --set)")
+    writer = processes.is_writer()
     devices = _check_devices(devices)
     non_private = config.privacy.non_private
     if non_private and ledger_path is not None:
@@ -159,44 +179,53 @@ def run_command(config: ml_collections.ConfigDict, out: pathlib.Path, progress: 
         ledger_path = _resumed_ledger(out, ledger_path, ledger_budget)
         ledger, run_start = None, None
     else:
-        reporting.check_output_dir(out)  # before the ledger file: a refused --out creates none
-        ledger = _ledger(config, ledger_path, ledger_budget)
+        # Before the ledger file (a refused --out creates none), on every process before any
+        # process makes the folder.
+        processes.agree(lambda: reporting.check_output_dir(out), "--out")
+        ledger = _ledger_everywhere(ledger_path,
+                                    lambda: _ledger(config, ledger_path, ledger_budget))
         run_start = len(ledger)
         ledger.check(event, times=config.pe.iterations)
     source = build.data_source(config.data)  # after the budget check: digits are read here
     check_population_memory("pe.samples_per_class", config.pe.samples_per_class,
                             source.num_classes, source.image_shape)
-    private, reference = build.private_and_reference(source, config.data)
+    private, reference = build.private_and_reference(source, config.data)  # this host's share
+    private_rows = processes.total_over_processes(len(private.labels))
     pe_config = build.pe_config(config.pe, noise_multiplier=sigma, non_private=non_private,
                                 num_classes=private.num_classes)
     generator, generator_description = make_generator(config.generator, private.class_names,
                                                       private.images.shape[1:])
     embedder = build.embedder(config.embedding.name, config.embedding.checkpoint)
-    mesh = run_mesh(devices, len(pe_config.layout.labels))
+    mesh = (_global_mesh(len(pe_config.layout.labels)) if processes.multiprocess()
+            else run_mesh(devices, len(pe_config.layout.labels)))
     fingerprint = checkpoints.build_fingerprint(
-        config.to_dict(), checkpoints.sha256_arrays(private.images, private.labels),
+        config.to_dict(),
+        processes.combined_sha256(checkpoints.sha256_arrays(private.images, private.labels)),
         checkpoints.sha256_files(_public_model_files(config, generator)))
     if resume:
         checkpoint = checkpoints.RunCheckpoint.open(out, fingerprint)
         shared = checkpoint.run["shared_ledger"]
-        ledger = _ledger(config, ledger_path if shared else out / LEDGER_FILE,
-                         None if shared else _own_budget(config))
+        path = ledger_path if shared else out / LEDGER_FILE
+        ledger = _ledger_everywhere(path, lambda: _ledger(
+            config, path, None if shared else _own_budget(config)))
         run_start = checkpoint.run["run_start"]
     else:
-        out = reporting.prepare_output_dir(out)
-        (out / INCOMPLETE_FILE).write_text(
-            "This run has not finished: its outputs are partial. Continue it with\n"
-            f"  pe-jax run --resume {out}\n")
-        (out / CONFIG_FILE).write_text(config.to_json(indent=2) + "\n")
-        (out / "iterations").mkdir()
+        if writer:
+            reporting.prepare_output_dir(out)
+            (out / INCOMPLETE_FILE).write_text(
+                "This run has not finished: its outputs are partial. Continue it with\n"
+                f"  pe-jax run --resume {out}\n")
+            (out / CONFIG_FILE).write_text(config.to_json(indent=2) + "\n")
+            (out / "iterations").mkdir()
         if not shared:  # the run's own ledger, written at each release
-            ledger = privacy.PrivacyLedger.open(out / LEDGER_FILE, delta=config.privacy.delta,
-                                                adjacency=ADJACENCY,
-                                                epsilon_budget=_own_budget(config))
+            ledger = _ledger_everywhere(out / LEDGER_FILE, lambda: privacy.PrivacyLedger.open(
+                out / LEDGER_FILE, delta=config.privacy.delta, adjacency=ADJACENCY,
+                epsilon_budget=_own_budget(config)))
         checkpoint = checkpoints.RunCheckpoint.create(
             out, fingerprint, run={"shared_ledger": shared, "run_start": run_start,
-                                   "ledger_file": str(ledger.path.absolute())})
-    private_data, public = _report_inputs(config, source, private, reference, pe_config,
+                                   "ledger_file": str((ledger_path if shared else
+                                                       out / LEDGER_FILE).absolute())})
+    private_data, public = _report_inputs(config, source, private_rows, reference, pe_config,
                                           generator_description)
     non_private_outputs = {"metrics/": (
         f"quality metrics ({config.metrics.names}) measured without noise on the "
@@ -209,7 +238,8 @@ def run_command(config: ml_collections.ConfigDict, out: pathlib.Path, progress: 
             non_private_outputs=non_private_outputs, run_start=run_start,
             shared_ledger=shared,
             planned_iterations=None if complete else config.pe.iterations)
-        reporting.write_privacy_report(out, report)
+        if writer:
+            reporting.write_privacy_report(out, report)
         return report
 
     def save_iteration(result: evolve.IterationResult) -> None:
@@ -219,7 +249,7 @@ def run_command(config: ml_collections.ConfigDict, out: pathlib.Path, progress: 
                                   private.num_classes)
         write_report()
 
-    samples_saved = []  # whether this call wrote the final samples (in the last callbacks)
+    final_ran = []  # whether the last iteration's callbacks ran in this call
 
     def save_samples(samples) -> None:
         images = generator.images(samples)
@@ -227,11 +257,14 @@ def run_command(config: ml_collections.ConfigDict, out: pathlib.Path, progress: 
                                private.class_names)
         reporting.save_image_grid(out / "samples.png", images, pe_config.layout.labels,
                                   private.num_classes)
-        samples_saved.append(True)
 
     def save_final(result: evolve.IterationResult) -> None:
         if result.iteration == config.pe.iterations:  # before the final metrics
             save_samples(result.samples)
+
+    def note_final(result: evolve.IterationResult) -> None:  # on every process
+        if result.iteration == config.pe.iterations:
+            final_ran.append(True)
 
     metric_callbacks = build.metric_callbacks(
         config.metrics, iterations=config.pe.iterations, out=out, generator=generator,
@@ -240,17 +273,22 @@ def run_command(config: ml_collections.ConfigDict, out: pathlib.Path, progress: 
         result = evolve.run(
             jax.random.key(config.seed), pe_config, generator=generator, embedder=embedder,
             private_images=private.images, private_labels=private.labels, ledger=ledger,
-            callbacks=[save_iteration, save_final, *metric_callbacks], progress=progress,
-            noise_rng=noise_rng, checkpoint=checkpoint, mesh=mesh,
-            on_start=lambda samples, labels: measure_initial(metric_callbacks, samples, labels))
+            callbacks=[*evolve.on_process_zero([save_iteration, save_final, *metric_callbacks]),
+                       note_final],
+            progress=progress and writer, noise_rng=noise_rng, checkpoint=checkpoint, mesh=mesh,
+            on_start=lambda samples, labels: writer and measure_initial(metric_callbacks,
+                                                                        samples, labels))
     except BaseException:
         write_report()  # every release recorded so far, marked incomplete
         raise
-    if not samples_saved:  # the last iteration's callbacks ran before this run resumed
-        save_samples(result.samples)
+    if not final_ran:  # the last iteration's callbacks ran before this run resumed
+        samples = processes.gather(result.samples)
+        if writer:
+            save_samples(samples)
     report = write_report(complete=True)
     checkpoint.remove()
-    (out / INCOMPLETE_FILE).unlink()
+    if writer:
+        (out / INCOMPLETE_FILE).unlink()
     return report
 
 
@@ -282,6 +320,39 @@ def run_mesh(devices: int | None, population: int) -> "jax.sharding.Mesh | None"
         print(f"pe-jax: the population of {population} samples does not split evenly over "
               f"{devices} devices; running on {used} of them", file=sys.stderr)
     return None if used == 1 else sharding.local_mesh(used)
+
+
+def _global_mesh(population: int) -> "jax.sharding.Mesh":
+    """The mesh of a multi-process run: every device of every process, which must split the
+    ``population`` evenly (unlike ``--devices``, no process can be left out)."""
+    import jax
+
+    from pe_jax import sharding
+
+    if population % jax.device_count():
+        raise ValueError(f"--distributed: the population of {population} samples (classes x "
+                         f"pe.samples_per_class) must split evenly over the job's "
+                         f"{jax.device_count()} devices")
+    return sharding.global_mesh()
+
+
+def _ledger_everywhere(path: pathlib.Path | None,
+                       open_ledger: "Callable[[], PrivacyLedger]") -> "PrivacyLedger":
+    """``open_ledger()``, which reads (or creates) the ledger file ``path``.
+
+    In a multi-process run process 0 alone opens, and so writes, the file; every other
+    process then reads it into a ledger of its own that writes nothing (each process keeps
+    the same ledger: process 0's noise is recorded by all). Without a file (``path`` None)
+    every process opens its own fresh one.
+    """
+    from pe_jax import privacy, processes
+
+    if path is None or not processes.multiprocess():
+        return open_ledger()
+    ledger = processes.agree(lambda: open_ledger() if processes.is_writer() else None,
+                             f"the privacy ledger {str(path)!r}")
+    return ledger if ledger is not None else privacy.PrivacyLedger.from_dict(
+        json.loads(path.read_text()))
 
 
 def _resumed_ledger(out: pathlib.Path, given: pathlib.Path | None,
@@ -373,7 +444,7 @@ def _embedding_description(name: str, checkpoint: str) -> dict:
 
 
 def _report_inputs(config: ml_collections.ConfigDict, source: "ImageSource",
-                   private: "LabelledImages", reference: "LabelledImages", pe_config: "PEConfig",
+                   private_rows: int, reference: "LabelledImages", pe_config: "PEConfig",
                    generator_description: dict) -> tuple[dict, dict]:
     """The report's ``private_data`` (the rows the guarantee covers) and ``public`` entries.
 
@@ -384,17 +455,17 @@ def _report_inputs(config: ml_collections.ConfigDict, source: "ImageSource",
     """
     from pe_jax.data import HELDOUT_RULE, HELDOUT_SALT
 
-    rows = len(private.labels) + len(reference.labels)
+    rows = private_rows + len(reference.labels)
     described = source.describe()
     digits = config.data.source == "sklearn_digits"
     what = ("scikit-learn's 8x8 handwritten digits (sklearn.datasets.load_digits)" if digits
             else f"the data set {described.get('name') or config.data.source!r} "
                  f"({described.get('kind', config.data.source)})")
     private_data = {
-        "description": f"the {len(private.labels):,} of the {rows:,} rows of {what} that the "
+        "description": f"the {private_rows:,} of the {rows:,} rows of {what} that the "
                        "fixed held-out split leaves; only they vote, and the guarantee covers "
                        "only them",
-        "data": config.data.source, "source": described, "rows": len(private.labels),
+        "data": config.data.source, "source": described, "rows": private_rows,
         "rows_in_data_set": rows}
     tuned = ("the glyph priors, threshold and degree schedule were tuned on them and "
              if digits else "")

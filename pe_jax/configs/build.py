@@ -58,15 +58,17 @@ def data_source(data: ml_collections.ConfigDict) -> "ImageSource":
 
 def private_and_reference(source: "ImageSource", data: ml_collections.ConfigDict
                           ) -> tuple["LabelledImages", "LabelledImages"]:
-    """The private rows and the held-out real reference rows of the metrics, read.
+    """This process's share of the private rows, and the held-out real reference rows of the
+    metrics, read (in a single process the share is every private row).
 
     ``source.split(data.heldout)`` sets aside the rows that a hash of their index and a fixed
     salt picks (``pe_jax.data.heldout_mask``): part of the data set's definition, the same for
     every seed. They never vote; quality metrics are measured against them only, because
-    metrics are not noised and must not be computed on the private set.
+    metrics are not noised and must not be computed on the private set. In a multi-process
+    run each process reads only its share (``ImageSource.for_host``) and embeds it itself.
     """
     private, reference = source.split(data.heldout)
-    return private.load(), reference.load()
+    return private.for_host().load(), reference.load()
 
 
 def embedder(name: str, checkpoint: str) -> "Embedder":
