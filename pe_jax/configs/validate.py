@@ -181,7 +181,8 @@ def validate_run_config(config, available: tuple[int, str] | None = None) -> Non
     check_real("privacy.delta", privacy.delta, 0, 1, lo_open=True, hi_open=True)
     check_bool("privacy.non_private", privacy.non_private)
     per_class = check_pe(pe)
-    check_generator(config.generator)
+    # The shipped prior draws 8x8 digits: any other data set needs a prior of its own.
+    check_generator(config.generator, prior_required=data.source != "sklearn_digits")
     check_embedding("embedding", config.embedding.name, config.embedding.checkpoint)
     metrics = config.metrics
     names = check_names("metrics.names", metrics.names, METRICS)
@@ -250,13 +251,14 @@ def check_pe(pe) -> int:
     return per_class
 
 
-def check_generator(generator) -> None:
-    """The ``generator`` section: its name, and the keys that generator reads."""
+def check_generator(generator, prior_required: bool = False) -> None:
+    """The ``generator`` section: its name, and the keys that generator reads
+    (``prior_required``: refuse ``prior = ""``, the shipped digits prior)."""
     from pe_jax.apis.factory import GENERATORS
 
     name = check_choice("generator.name", generator.name, GENERATORS)
     if name == "diffusion":
-        check_checkpoint("generator.prior", generator.prior)
+        check_checkpoint("generator.prior", generator.prior, required=prior_required)
         check_int("generator.steps", generator.steps, 1)
         check_real("generator.guidance", generator.guidance, 0)
 
