@@ -69,6 +69,9 @@ def test_config_files_are_checked_for_unknown_missing_and_flat_keys():
         check_sections(lacking)
     with pytest.raises(ValueError, match="section pe has the keys"):
         sections.run_config("x", pe={"kk": 1})
+    ignored = load_config(DEFAULT_CONFIG, ["data.data_dir=/tmp"])  # not read by the digits
+    with pytest.raises(ValueError, match="data.data_dir must be left at ''"):
+        validate_run_config(ignored)
 
 
 @pytest.mark.parametrize("name", SHIPPED)

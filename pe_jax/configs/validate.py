@@ -28,6 +28,12 @@ DATASET_SHAPES = {"sklearn_digits": ((8, 8, 1), 10)}
 """Image shape and class count of the data sets known without opening them, for the checks
 that come before the data is read (other sources are checked once opened)."""
 
+SOURCE_KEYS = {"sklearn_digits": (), "tfds": ("name", "split", "data_dir", "class_names"),
+               "idx": ("path", "split", "class_names"), "fashion_mnist_debian": ("path", "split"),
+               "npz": ("path", "class_names"), "folder": ("path",)}
+"""The keys of the ``data`` section each source reads (besides ``source`` and ``heldout``);
+a key it does not read must stay at its default, so that no setting is silently ignored."""
+
 MAX_SEED = 2**63 - 1
 
 
@@ -199,7 +205,7 @@ def validate_run_config(config, available: tuple[int, str] | None = None) -> Non
 
 def check_data(data) -> None:
     """The ``data`` section: a known source and the keys that source reads."""
-    from pe_jax.configs.sections import DATA_SOURCES
+    from pe_jax.configs.sections import DATA_SOURCES, DEFAULTS
     from pe_jax.data.digits import TUNING_HELDOUT
 
     source = check_choice("data.source", data.source, DATA_SOURCES)
@@ -208,6 +214,11 @@ def check_data(data) -> None:
     require(isinstance(data.class_names, (list, tuple))
             and all(isinstance(n, str) and n for n in data.class_names), "data.class_names",
             "a list of class names ([] for the data set's own)", data.class_names)
+    reads = SOURCE_KEYS[source]
+    for key, default in DEFAULTS["data"].items():
+        require(key in (*reads, "source", "heldout") or data[key] == default, f"data.{key}",
+                f"left at {default!r}: data.source={source!r} reads only "
+                f"{', '.join(f'data.{k}' for k in reads) or 'data.heldout'}", data[key])
     needs = {"tfds": ("name", "data_dir"), "idx": ("path", "class_names"), "npz": ("path",),
              "folder": ("path",)}
     for key in needs.get(source, ()):
