@@ -94,6 +94,35 @@ def test_paper_configs_name_what_the_user_must_bring(capsys, tmp_path):
         assert not (tmp_path / name).exists()
 
 
+def test_the_data_section_opens_npz_files_and_image_folders(tmp_path):
+    from PIL import Image
+
+    from pe_jax.configs import build
+
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "set.npz", images=rng.integers(0, 256, (20, 6, 6), np.uint8),
+             labels=np.arange(20) % 2)
+    for name in ("cat", "dog"):
+        (tmp_path / "folder" / name).mkdir(parents=True)
+        for i in range(5):
+            Image.fromarray(rng.integers(0, 256, (6, 6, 3), np.uint8)).save(
+                tmp_path / "folder" / name / f"{i}.png")
+    for sets, kind, rows, classes in [
+            (["data.source=npz", f"data.path={tmp_path / 'set.npz'}",
+              'data.class_names=["even", "odd"]'], "npz", 20, ("even", "odd")),
+            (["data.source=folder", f"data.path={tmp_path / 'folder'}"], "image_folder", 10,
+             ("cat", "dog"))]:
+        data = load_config(DEFAULT_CONFIG, [*sets, "data.heldout=0.3"]).data
+        source = build.data_source(data)
+        assert (source.describe()["kind"], len(source), source.class_names) == (
+            kind, rows, classes)
+        private, reference = build.private_and_reference(source, data)
+        assert len(private.labels) + len(reference.labels) == rows and len(reference.labels)
+    with pytest.raises(ValueError, match="data.path must be an existing .npz file"):
+        build.data_source(load_config(DEFAULT_CONFIG, ["data.source=npz",
+                                                       f"data.path={tmp_path}"]).data)
+
+
 def _tiny_prior(path, shape, class_names):
     """An untrained class-conditional UNet saved as a diffusion prior checkpoint: the smallest
     model that serves ``random`` and ``variation`` for images of ``shape``."""
