@@ -229,14 +229,12 @@ def check_data(data) -> None:
                 f"an existing folder for data.source={source!r}", data[folder[source]])
     if source == "npz":
         require(os.path.isfile(data.path), "data.path", "an existing .npz file", data.path)
-    if source == "sklearn_digits":
-        require(TUNING_HELDOUT <= data.heldout < 1 and not isinstance(data.heldout, bool),
-                "data.heldout", f"a fraction in [{TUNING_HELDOUT}, 1): the digits that "
-                f"split({TUNING_HELDOUT}) holds out are public, since the shipped glyph priors, "
-                "encoder and diffusion prior and the default threshold and degree schedule "
-                "were tuned on them, so they can never be private", data.heldout)
-    else:
-        check_real("data.heldout", data.heldout, 0, 1, lo_open=True, hi_open=True)
+    heldout = check_real("data.heldout", data.heldout, 0, 1, lo_open=True, hi_open=True)
+    require(source != "sklearn_digits" or heldout >= TUNING_HELDOUT, "data.heldout",
+            f"a fraction in [{TUNING_HELDOUT}, 1): the digits that split({TUNING_HELDOUT}) "
+            "holds out are public, since the shipped glyph priors, encoder and diffusion prior "
+            "and the default threshold and degree schedule were tuned on them, so they can "
+            "never be private", heldout)
 
 
 def check_pe(pe) -> int:
