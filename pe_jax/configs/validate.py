@@ -229,12 +229,16 @@ def check_data(data) -> None:
                 f"an existing folder for data.source={source!r}", data[folder[source]])
     if source == "npz":
         require(os.path.isfile(data.path), "data.path", "an existing .npz file", data.path)
-    heldout = check_real("data.heldout", data.heldout, 0, 1, lo_open=True, hi_open=True)
-    require(source != "sklearn_digits" or heldout >= TUNING_HELDOUT, "data.heldout",
-            f"a fraction in [{TUNING_HELDOUT}, 1): the digits that split({TUNING_HELDOUT}) "
-            "holds out are public, since the shipped glyph priors, encoder and diffusion prior "
-            "and the default threshold and degree schedule were tuned on them, so they can "
-            "never be private", heldout)
+    heldout = data.heldout
+    if source == "sklearn_digits":
+        require(isinstance(heldout, numbers.Real) and not isinstance(heldout, bool)
+                and TUNING_HELDOUT <= heldout < 1, "data.heldout",
+                f"a fraction in [{TUNING_HELDOUT}, 1): the digits that split({TUNING_HELDOUT}) "
+                "holds out are public, since the shipped glyph priors, encoder and diffusion "
+                "prior and the default threshold and degree schedule were tuned on them, so "
+                "they can never be private", heldout)
+    else:
+        check_real("data.heldout", heldout, 0, 1, lo_open=True, hi_open=True)
 
 
 def check_pe(pe) -> int:
