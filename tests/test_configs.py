@@ -74,6 +74,20 @@ def test_config_files_are_checked_for_unknown_missing_and_flat_keys():
         validate_run_config(ignored)
 
 
+def test_every_pe_key_reaches_pe_config():
+    import dataclasses
+
+    from pe_jax import evolve
+    from pe_jax.configs import build
+
+    fields = {field.name for field in dataclasses.fields(evolve.PEConfig)}
+    assert set(sections.DEFAULTS["pe"]) - set(build.PE_DERIVED) <= fields
+    pe = load_config(DEFAULT_CONFIG, ["pe.k=2", "pe.lookahead=1", "pe.iterations=3"]).pe
+    config = build.pe_config(pe, noise_multiplier=2.0, non_private=False, num_classes=4)
+    assert (config.k, config.lookahead, config.samples_per_class) == (2, 1, (100,) * 4)
+    assert config.degrees == evolve.degree_schedule(0.6, 0.15, 3, "geometric")
+
+
 @pytest.mark.parametrize("name", SHIPPED)
 def test_each_shipped_config_has_every_section(name):
     config = load_config(CONFIG_DIR / f"{name}.py")
