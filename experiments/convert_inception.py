@@ -7,7 +7,8 @@ Bring the standard FID weights yourself (pe_jax downloads nothing): the file
     pip install torch                      # CPU wheel is enough; only this script needs it
     .venv/bin/python experiments/convert_inception.py pt_inception-2015-12-05-6726825d.pth \
         checkpoints/fid_inception
-    .venv/bin/pe-jax run --set embedding=inception ...   # or
+    .venv/bin/pe-jax run --set embedding.name=inception \
+        --set embedding.checkpoint=checkpoints/fid_inception ...   # or
     make_embedder("inception", weights="checkpoints/fid_inception")
 
 The file is read with ``torch.load(weights_only=True)`` (no code runs), every tensor is mapped

@@ -64,7 +64,8 @@ def test_run_refuses_a_non_empty_output_folder(tmp_path, capsys):
 @pytest.mark.parametrize("override, message", [
     ("colour=1", "--set"), ("privacy.epsilon", "--set"), ("privacy.epsilon=-1", "epsilon"),
     ("data.source=mnist", "data.source"), ("data.heldout=0", "data.heldout"),
-    ("data.heldout=1.5", "data.heldout"), ("metrics.names=fid,speed", "metrics.names")])
+    ("data.heldout=1.5", "data.heldout"), ("metrics.names=fid,speed", "metrics.names"),
+    ("epsilon=1", "use privacy.epsilon (--set privacy.epsilon=1)")])
 def test_run_rejects_bad_settings(tmp_path, capsys, override, message):
     assert cli.main(["run", "--out", str(tmp_path / "x"), "--set", override, "--quiet"]) == 2
     assert message in capsys.readouterr().err

@@ -3,11 +3,10 @@
 import hashlib
 import math
 
-import ml_collections
 import numpy as np
 import pytest
 
-from pe_jax.commands.run import _private_and_reference
+from pe_jax.configs import DEFAULT_CONFIG, build, load_config
 from pe_jax.data import (HELDOUT_SALT, TUNING_HELDOUT, LabelledImages, heldout_mask,
                          load_sklearn_digits)
 
@@ -22,15 +21,18 @@ def _rows(part: LabelledImages) -> list[bytes]:
                   for image, label in zip(part.images, part.labels))
 
 
-def _run_config(**settings) -> ml_collections.ConfigDict:
-    return ml_collections.ConfigDict({"seed": 0, "heldout": TUNING_HELDOUT, **settings})
+def _private_and_reference(heldout: float = TUNING_HELDOUT, seed: int = 0
+                           ) -> tuple[LabelledImages, LabelledImages]:
+    """The private and held-out digits of the default run config with these settings."""
+    data = load_config(DEFAULT_CONFIG, [f"seed={seed}", f"data.heldout={heldout}"]).data
+    return build.private_and_reference(build.data_source(data), data)
 
 
 def test_held_out_digits_are_the_same_for_every_seed(digits):
-    references = [_private_and_reference(digits, _run_config(seed=seed))[1] for seed in range(10)]
+    references = [_private_and_reference(seed=seed)[1] for seed in range(10)]
     for reference in references[1:]:
         np.testing.assert_array_equal(reference.images, references[0].images)
-    private, reference = _private_and_reference(digits, _run_config())
+    private, reference = _private_and_reference()
     assert (len(private.labels), len(reference.labels)) == (1335, 462)
     assert sorted(_rows(private) + _rows(reference)) == _rows(digits)  # a partition
 
@@ -84,8 +86,8 @@ def test_a_split_that_leaves_a_part_empty_is_refused(digits):
 
 @pytest.mark.parametrize("heldout", [0.0, 0.1, TUNING_HELDOUT - 1e-9, 1.0])
 def test_runs_keep_the_tuning_rows_held_out(digits, heldout):
-    with pytest.raises(ValueError, match=r"heldout must be a fraction in \[0.25, 1\)"):
-        _private_and_reference(digits, _run_config(heldout=heldout))
-    _, reference = _private_and_reference(digits, _run_config(heldout=0.5))
+    with pytest.raises(ValueError, match=r"data.heldout must be a fraction in \[0.25, 1\)"):
+        _private_and_reference(heldout=heldout)
+    _, reference = _private_and_reference(heldout=0.5)
     _, tuning = digits.split(TUNING_HELDOUT)
     assert set(_rows(tuning)) <= set(_rows(reference))

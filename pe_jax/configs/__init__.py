@@ -1,14 +1,18 @@
-"""Run configurations shipped with the package; each module has ``get_config()``.
+"""Run configurations shipped with the package, and the machinery that loads and checks them.
+
+Each config module (``digits``, ``digits_diffusion``, ``fashion_mnist``, ``cifar10``,
+``camelyon17``, and the training and audit configs) has ``get_config()``. ``sections`` defines
+the sections of a ``pe-jax run`` config, ``build`` builds each object from its section and
+``validate`` checks a run config before anything is spent.
 
 ``load_config`` runs a config file and applies ``key=value`` overrides; every ``pe-jax``
 command that takes ``--config`` goes through it. An override is typed by the value it replaces
 (``parse_override``): an int key takes only an integer, a float key only a finite number, a
 bool key ``true`` or ``false``, a str key any text, a list, tuple or dict key a JSON value of
-that kind. A dotted key (``pe.k=3``, ``generator.glyph_priors.slant.std=0.1``) sets a value
+that kind. A dotted key (``pe.k=3``, ``generator.glyph_priors.rotation.std=0.1``) sets a value
 inside a nested section. Every refusal is one ValueError that names the key, what it takes and
 what was given; an unknown key also gets the nearest known one, and a key of the old flat run
-config its new place (``epsilon`` -> ``privacy.epsilon``). ``sections`` defines the sections of
-a run config.
+config its new place (``epsilon`` -> ``privacy.epsilon``).
 """
 
 import difflib

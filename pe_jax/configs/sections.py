@@ -36,7 +36,8 @@ DEFAULTS = {
         "data_dir": "",  # tfds: the folder holding the data set prepared as array_record
         "path": "",  # idx: folder of MNIST-format files; fashion_mnist_debian: its folder
         #              ("" = Debian's); npz: the file; folder: root with a folder per class
-        "class_names": [],  # [] = the data set's own; idx needs them
+        "class_names": [],  # tfds, npz: [] = the data set's own; idx: required
+        # A key the chosen source does not read must stay at its default (validate.SOURCE_KEYS).
         # Fraction held out by a fixed hash of the row index (never by the seed): the real
         # reference rows of the metrics. They never vote.
         "heldout": TUNING_HELDOUT,

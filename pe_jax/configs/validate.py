@@ -28,6 +28,12 @@ DATASET_SHAPES = {"sklearn_digits": ((8, 8, 1), 10)}
 """Image shape and class count of the data sets known without opening them, for the checks
 that come before the data is read (other sources are checked once opened)."""
 
+SOURCE_KEYS = {"sklearn_digits": (), "tfds": ("name", "split", "data_dir", "class_names"),
+               "idx": ("path", "split", "class_names"), "fashion_mnist_debian": ("path", "split"),
+               "npz": ("path", "class_names"), "folder": ("path",)}
+"""The keys of the ``data`` section each source reads (besides ``source`` and ``heldout``);
+a key it does not read must stay at its default, so that no setting is silently ignored."""
+
 MAX_SEED = 2**63 - 1
 
 
@@ -181,7 +187,8 @@ def validate_run_config(config, available: tuple[int, str] | None = None) -> Non
     check_real("privacy.delta", privacy.delta, 0, 1, lo_open=True, hi_open=True)
     check_bool("privacy.non_private", privacy.non_private)
     per_class = check_pe(pe)
-    check_generator(config.generator)
+    # The shipped prior draws 8x8 digits: any other data set needs a prior of its own.
+    check_generator(config.generator, prior_required=data.source != "sklearn_digits")
     check_embedding("embedding", config.embedding.name, config.embedding.checkpoint)
     metrics = config.metrics
     names = check_names("metrics.names", metrics.names, METRICS)
@@ -198,7 +205,7 @@ def validate_run_config(config, available: tuple[int, str] | None = None) -> Non
 
 def check_data(data) -> None:
     """The ``data`` section: a known source and the keys that source reads."""
-    from pe_jax.configs.sections import DATA_SOURCES
+    from pe_jax.configs.sections import DATA_SOURCES, DEFAULTS
     from pe_jax.data.digits import TUNING_HELDOUT
 
     source = check_choice("data.source", data.source, DATA_SOURCES)
@@ -207,6 +214,11 @@ def check_data(data) -> None:
     require(isinstance(data.class_names, (list, tuple))
             and all(isinstance(n, str) and n for n in data.class_names), "data.class_names",
             "a list of class names ([] for the data set's own)", data.class_names)
+    reads = SOURCE_KEYS[source]
+    for key, default in DEFAULTS["data"].items():
+        require(key in (*reads, "source", "heldout") or data[key] == default, f"data.{key}",
+                f"left at {default!r}: data.source={source!r} reads only "
+                f"{', '.join(f'data.{k}' for k in reads) or 'data.heldout'}", data[key])
     needs = {"tfds": ("name", "data_dir"), "idx": ("path", "class_names"), "npz": ("path",),
              "folder": ("path",)}
     for key in needs.get(source, ()):
@@ -217,14 +229,16 @@ def check_data(data) -> None:
                 f"an existing folder for data.source={source!r}", data[folder[source]])
     if source == "npz":
         require(os.path.isfile(data.path), "data.path", "an existing .npz file", data.path)
+    heldout = data.heldout
     if source == "sklearn_digits":
-        require(TUNING_HELDOUT <= data.heldout < 1 and not isinstance(data.heldout, bool),
-                "data.heldout", f"a fraction in [{TUNING_HELDOUT}, 1): the digits that "
-                f"split({TUNING_HELDOUT}) holds out are public, since the shipped glyph priors, "
-                "encoder and diffusion prior and the default threshold and degree schedule "
-                "were tuned on them, so they can never be private", data.heldout)
+        require(isinstance(heldout, numbers.Real) and not isinstance(heldout, bool)
+                and TUNING_HELDOUT <= heldout < 1, "data.heldout",
+                f"a fraction in [{TUNING_HELDOUT}, 1): the digits that split({TUNING_HELDOUT}) "
+                "holds out are public, since the shipped glyph priors, encoder and diffusion "
+                "prior and the default threshold and degree schedule were tuned on them, so "
+                "they can never be private", heldout)
     else:
-        check_real("data.heldout", data.heldout, 0, 1, lo_open=True, hi_open=True)
+        check_real("data.heldout", heldout, 0, 1, lo_open=True, hi_open=True)
 
 
 def check_pe(pe) -> int:
@@ -250,13 +264,14 @@ def check_pe(pe) -> int:
     return per_class
 
 
-def check_generator(generator) -> None:
-    """The ``generator`` section: its name, and the keys that generator reads."""
+def check_generator(generator, prior_required: bool = False) -> None:
+    """The ``generator`` section: its name, and the keys that generator reads
+    (``prior_required``: refuse ``prior = ""``, the shipped digits prior)."""
     from pe_jax.apis.factory import GENERATORS
 
     name = check_choice("generator.name", generator.name, GENERATORS)
     if name == "diffusion":
-        check_checkpoint("generator.prior", generator.prior)
+        check_checkpoint("generator.prior", generator.prior, required=prior_required)
         check_int("generator.steps", generator.steps, 1)
         check_real("generator.guidance", generator.guidance, 0)
 

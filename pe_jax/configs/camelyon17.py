@@ -1,0 +1,48 @@
+"""The PE paper's Camelyon17 setting (Lin et al., ICLR 2024), for the data and models you bring.
+
+Private data: Camelyon17 (WILDS) histology patches, 2 classes (normal tissue / tumour), read
+with ``tfds.data_source`` from a ``data_dir`` where the user prepared it as an array_record
+data set named ``camelyon17`` (TFDS 4.9 has no Camelyon17 builder, only ``patch_camelyon``,
+which comes from Camelyon16; TFDS opens a prepared data set from its files without the
+builder's code). Its features must be ``image`` and a ``label`` ClassLabel; the class names
+come from it. 10 % of the rows (``data.heldout``, the fixed hash split) are held out as the
+metrics' reference rows. The full training split is about 300,000 RGB patches of 96x96 pixels
+(33 GB as float32): read a slice such as ``--set data.split=train[:20%]`` where memory is short.
+
+Public generator: the paper used a diffusion model pretrained on ImageNet; here
+``generator.prior`` must be a class-conditional ``pe_jax.checkpoints`` diffusion prior at the
+data's resolution and channels with the data's class names, trained on public data only.
+Embedding: the FID Inception-v3 network, as in the paper.
+
+What is taken from the paper, as recalled without the paper at hand (check before quoting):
+the data set, the ImageNet-pretrained prior and Inception embeddings, k = 1. NOT recalled, and
+left at this project's defaults: epsilon (10 here) and delta (1e-5 here), the image size the
+paper ran at, the number of synthetic samples (1,000 per class here), the iterations (20
+here), the threshold H (0), the lookahead L (0), the variation degrees (geometric 0.6 -> 0.2)
+and the sampler's step count (50).
+
+Run it with::
+
+    pe-jax run --config pe_jax/configs/camelyon17.py --set data.data_dir=DIR \
+        --set generator.prior=PRIOR --set embedding.checkpoint=INCEPTION \
+        --set metrics.checkpoint=INCEPTION
+"""
+
+import ml_collections
+
+from pe_jax.configs.sections import run_config
+
+
+def get_config() -> ml_collections.ConfigDict:
+    return run_config(
+        "camelyon17",
+        data={"source": "tfds", "name": "camelyon17", "split": "train", "data_dir": "",
+              "heldout": 0.1},
+        generator={"name": "diffusion", "prior": "", "steps": 50},
+        embedding={"name": "inception", "checkpoint": ""},
+        pe={"iterations": 20, "samples_per_class": 1000, "k": 1, "degree_start": 0.6,
+            "degree_end": 0.2},
+        privacy={"epsilon": 10.0, "delta": 1e-5},
+        metrics={"names": "fid,precision_recall,accuracy", "every": 5,
+                 "embedding": "inception", "checkpoint": ""},
+    )
