@@ -14,14 +14,17 @@ CIFAR-10's, in order, trained on public data only (none ships: no pretrained wei
 downloaded here). Embedding: the FID Inception-v3 network, as in the paper
 (``embedding.checkpoint``: weights converted by ``experiments/convert_inception.py``).
 
-What is taken from the paper, as recalled without the paper at hand (check before quoting):
-class-conditional generation; Inception embeddings; k = 1 nearest neighbour; 50,000 synthetic
-images (5,000 per class); privacy (0.67, 1e-5), the smallest epsilon of the paper's CIFAR-10
-results. NOT recalled, and left at this project's defaults: the number of iterations (set to
-20 here), the threshold H (0 here), the lookahead L (0 here; the paper used lookahead), the
-variation degrees (a geometric 0.6 -> 0.2 here; the paper's were DDIM timesteps of its own
-schedule) and the sampler's step count (50 here). At 5,000 samples a class the run needs an
-accelerator's memory; ``pe-jax run`` refuses it, with the limit, where it does not fit.
+Settings of the reference implementation's CIFAR-10 example (microsoft/DPSDA,
+``example/image/cifar10.py``): class-conditional generation; Inception embeddings; L2 nearest
+neighbour (k = 1); 50,000 synthetic images (5,000 per class) in every iteration; T = 20
+iterations; histogram threshold H = 10; lookahead L = 8; 100 respaced sampler steps; noise
+multiplier 5 * sqrt(2) at delta = 1e-5. This project calibrates the noise from epsilon:
+epsilon = 2.59 gives that noise multiplier over 20 releases under this project's accountant
+(``pe_jax.privacy.accounting.epsilon(5 * sqrt(2), 1e-5, 20)`` = 2.594). Not carried over: the
+reference's variation degrees (sampler timesteps 2, 4, ..., 40 of 100, one per iteration, in
+an API whose degrees are not this project's fraction of the steps); here a geometric
+0.6 -> 0.2. At 5,000 samples a class the run needs an accelerator's memory; ``pe-jax run``
+refuses it, with the limit, where it does not fit.
 
 Run it with::
 
@@ -40,11 +43,11 @@ def get_config() -> ml_collections.ConfigDict:
         "cifar10",
         data={"source": "tfds", "name": "cifar10", "split": "train", "data_dir": "",
               "heldout": 0.1},
-        generator={"name": "diffusion", "prior": "", "steps": 50},
+        generator={"name": "diffusion", "prior": "", "steps": 100},
         embedding={"name": "inception", "checkpoint": ""},
-        pe={"iterations": 20, "samples_per_class": 5000, "k": 1, "degree_start": 0.6,
-            "degree_end": 0.2},
-        privacy={"epsilon": 0.67, "delta": 1e-5},
+        pe={"iterations": 20, "samples_per_class": 5000, "k": 1, "threshold": 10.0,
+            "lookahead": 8, "degree_start": 0.6, "degree_end": 0.2},
+        privacy={"epsilon": 2.59, "delta": 1e-5},
         metrics={"names": "fid,precision_recall,accuracy", "every": 5,
                  "embedding": "inception", "checkpoint": ""},
     )
