@@ -2,9 +2,7 @@
 to end through ``pe-jax run`` on small data (written IDX files, ``tfds.testing.mock_data``)
 with a tiny untrained diffusion prior standing in for the checkpoint a user brings."""
 
-import functools
 import json
-from unittest import mock
 
 import numpy as np
 import pytest
@@ -14,6 +12,8 @@ from pe_jax.configs import CONFIG_DIR, DEFAULT_CONFIG, load_config, sections
 from pe_jax.configs.validate import check_sections, validate_run_config
 
 tfds = pytest.importorskip("tensorflow_datasets")
+
+from tfds_mock import mock_tfds  # noqa: E402
 
 SHIPPED = ("digits", "digits_diffusion", "fashion_mnist", "cifar10", "camelyon17")
 TINY_RUN = ["--set", "pe.iterations=1", "--set", "pe.samples_per_class=1",
@@ -154,24 +154,6 @@ def _tiny_prior(path, shape, class_names):
     return checkpoints.save(path, UNet(config, rngs=nnx.Rngs(0)), metadata)
 
 
-class _BindingMock(mock.MagicMock):
-    """A reader mock that binds the ``__getitems__`` partial that ``mock_data`` assigns
-    (tensorflow-datasets 4.9.10 leaves it unbound; see tests/test_data_tfds.py)."""
-
-    def __setattr__(self, name, value):
-        if name == "__getitems__" and isinstance(value, functools.partial):
-            value = functools.partial(value.func, self, *value.args, **value.keywords)
-        super().__setattr__(name, value)
-
-
-def _mock_tfds(num_examples: int):
-    from tensorflow_datasets.testing.mocking import PickableDataSourceMock
-
-    reader = PickableDataSourceMock()
-    reader.return_value = _BindingMock()
-    return tfds.testing.mock_data(num_examples=num_examples,
-                                  policy=tfds.testing.MockPolicy.USE_CODE,
-                                  mock_array_record_data_source=reader)
 
 
 class Camelyon17(tfds.core.GeneratorBasedBuilder):
@@ -220,7 +202,7 @@ def test_fashion_mnist_config_runs_on_idx_files(tmp_path):
 @pytest.mark.parametrize("config, shape, classes", [("cifar10", (32, 32, 3), 10),
                                                     ("camelyon17", (16, 16, 3), 2)])
 def test_paper_configs_run_on_mock_tfds_data(tmp_path, config, shape, classes):
-    with _mock_tfds(num_examples=40):
+    with mock_tfds(num_examples=40):
         from pe_jax.data import tfds_source
 
         names = tfds_source(config, "train", tmp_path).class_names

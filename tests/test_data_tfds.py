@@ -6,18 +6,16 @@ Two kinds of data, since nothing can be downloaded here:
   fashion_mnist, cifar10): their real features and class names from the builders' code, random
   examples. In tensorflow-datasets 4.9.10 ``mock_data`` sets the mocked reader's
   ``__getitems__`` (the batched read) to an unbound ``functools.partial``, so it raises
-  ``TypeError: _getitems() missing 1 required positional argument``; ``_mock_tfds`` passes a
-  reader mock that binds it (only ``__getitem__`` works out of the box).
+  ``TypeError: _getitems() missing 1 required positional argument``; ``tfds_mock.mock_tfds``
+  passes a reader mock that binds it (only ``__getitem__`` works out of the box).
 * A real ``array_record`` data set that a small builder prepares in a temporary ``data_dir``
   (PNG-encoded with PIL, so preparing needs no TensorFlow either): the exact pixels, the
   decoding path of a real prepared data set, TFDS's split slicing and the read counts.
 """
 
-import functools
 import importlib.util
 import io
 import json
-from unittest import mock
 
 import numpy as np
 import pytest
@@ -25,28 +23,12 @@ import pytest
 tfds = pytest.importorskip("tensorflow_datasets")
 
 from pe_jax.data import ImageSource, TfdsSource, tfds_source  # noqa: E402
+from tfds_mock import mock_tfds  # noqa: E402
 
 ROWS, TEST_ROWS, SHAPE = 24, 6, (6, 5, 1)
 CLASSES = ("circle", "square", "triangle")
 
 
-class _BindingMock(mock.MagicMock):
-    """A reader mock that binds the ``__getitems__`` partial that ``mock_data`` assigns."""
-
-    def __setattr__(self, name, value):
-        if name == "__getitems__" and isinstance(value, functools.partial):
-            value = functools.partial(value.func, self, *value.args, **value.keywords)
-        super().__setattr__(name, value)
-
-
-def _mock_tfds(num_examples: int):
-    from tensorflow_datasets.testing.mocking import PickableDataSourceMock
-
-    reader = PickableDataSourceMock()
-    reader.return_value = _BindingMock()
-    return tfds.testing.mock_data(num_examples=num_examples,
-                                  policy=tfds.testing.MockPolicy.USE_CODE,
-                                  mock_array_record_data_source=reader)
 
 
 def _pixels(split: str, i: int) -> np.ndarray:
@@ -115,7 +97,7 @@ def test_tensorflow_is_not_needed():
     ("cifar10", (32, 32, 3), None),
 ])
 def test_named_data_sets_under_mock_data(name, shape, classes, tmp_path):
-    with _mock_tfds(num_examples=12):
+    with mock_tfds(num_examples=12):
         source = tfds_source(name, "train", tmp_path)
         assert isinstance(source, ImageSource)
         assert (len(source), source.image_shape, source.num_classes) == (12, shape, 10)

@@ -9,45 +9,22 @@ population, gathered from both processes, equals the single-process one. Both th
 the fused (``lax.scan``) run are compared.
 """
 
-import os
 import pathlib
-import socket
-import subprocess
-import sys
 
 import numpy as np
 import pytest
+from subprocesses import free_port, launch
 
 WORKER = pathlib.Path(__file__).with_name("multiprocess_worker.py")
 TIMEOUT_S = 180
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _launch(out_dir: pathlib.Path, num_processes: int, devices: int,
             fault: str = "") -> list[tuple[int, str]]:
     """Runs the worker in ``num_processes`` processes; their (exit status, log)."""
-    flags = [f for f in os.environ.get("XLA_FLAGS", "").split() if "device_count" not in f]
-    env = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS=" ".join(
-        [*flags, f"--xla_force_host_platform_device_count={devices}"]))
-    port = _free_port()
-    procs = [subprocess.Popen([sys.executable, str(WORKER), str(i), str(num_processes),
-                               str(port), str(out_dir), fault], env=env, stdout=subprocess.PIPE,
-                              stderr=subprocess.STDOUT, text=True)
-             for i in range(num_processes)]
-    logs = []
-    for p in procs:
-        try:
-            logs.append(p.communicate(timeout=TIMEOUT_S)[0])
-        except subprocess.TimeoutExpired:
-            for q in procs:
-                q.kill()
-            pytest.fail(f"a worker ran past {TIMEOUT_S} s")
-    return [(p.returncode, log) for p, log in zip(procs, logs)]
+    port = free_port()
+    return launch([[str(WORKER), str(i), str(num_processes), str(port), str(out_dir), fault]
+                   for i in range(num_processes)], devices, TIMEOUT_S)
 
 
 def _run(out_dir: pathlib.Path, num_processes: int, devices: int) -> None:

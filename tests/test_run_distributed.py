@@ -8,46 +8,22 @@ no .resume/) and every file is written once. A process given a bad setting alone
 """
 
 import json
-import os
-import socket
-import subprocess
-import sys
 
 import numpy as np
-import pytest
+from subprocesses import free_port, launch
 
 TIMEOUT_S = 240
 SMALL_RUN = ["--set", "pe.iterations=2", "--set", "pe.samples_per_class=8",
              "--set", "privacy.noise_seed=5", "--set", "metrics.names=", "--quiet"]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _pe_jax(args_of_process: list[list[str]], devices: int) -> list[tuple[int, str]]:
     """Runs ``pe-jax`` once per argument list, at the same time; (exit status, output) each."""
-    flags = [f for f in os.environ.get("XLA_FLAGS", "").split() if "device_count" not in f]
-    env = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS=" ".join(
-        [*flags, f"--xla_force_host_platform_device_count={devices}"]))
-    procs = [subprocess.Popen([sys.executable, "-m", "pe_jax.cli", *args], env=env,
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-             for args in args_of_process]
-    outputs = []
-    for p in procs:
-        try:
-            outputs.append(p.communicate(timeout=TIMEOUT_S)[0])
-        except subprocess.TimeoutExpired:
-            for q in procs:
-                q.kill()
-            pytest.fail(f"pe-jax ran past {TIMEOUT_S} s")
-    return [(p.returncode, out) for p, out in zip(procs, outputs)]
+    return launch([["-m", "pe_jax.cli", *args] for args in args_of_process], devices, TIMEOUT_S)
 
 
 def _distributed(out, extra: list[list[str]] = ([], [])) -> list[tuple[int, str]]:
-    port = _free_port()
+    port = free_port()
     return _pe_jax([["run", "--distributed", "--coordinator", f"127.0.0.1:{port}",
                      "--num-processes", "2", "--process-id", str(i), "--out", str(out),
                      *SMALL_RUN, *extra[i]] for i in range(2)], devices=2)
@@ -87,5 +63,5 @@ def test_a_setting_refused_on_one_process_stops_both(tmp_path):
 def test_distributed_needs_a_named_output_folder(tmp_path):
     [(status, log)] = _pe_jax([["run", "--distributed", "--num-processes", "1",
                                 "--process-id", "0", "--coordinator",
-                                f"127.0.0.1:{_free_port()}", *SMALL_RUN]], devices=1)
+                                f"127.0.0.1:{free_port()}", *SMALL_RUN]], devices=1)
     assert status == 2 and "--out" in log, log[-3000:]
