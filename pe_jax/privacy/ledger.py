@@ -67,9 +67,10 @@ class BudgetExceededError(ValueError):
 class ReleaseEvent:
     """One noisy histogram release.
 
-    ``mechanism`` is one of ``accounting.MECHANISMS``, or ``NON_PRIVATE`` with
-    ``noise_multiplier=0``; ``noise_multiplier`` is sigma relative to L2 sensitivity 1 of the
-    weighted histogram; ``k`` the votes per private row; ``source`` names
+    ``mechanism`` is one of ``accounting.MECHANISMS`` or ``accounting.ZCDP_MECHANISMS``, or
+    ``NON_PRIVATE`` with ``noise_multiplier=0``; ``noise_multiplier`` is sigma relative to
+    L2 sensitivity 1 of the weighted histogram (for ``"exponential"``: the Gumbel noise scale
+    relative to the score sensitivity); ``k`` the votes per private row; ``source`` names
     the randomness used (``noise.describe_source``), for the privacy report; ``seeded`` is
     True when the noise came from a seeded generator (reproducible, so NOT private).
     """
@@ -90,7 +91,7 @@ class ReleaseEvent:
                                  f"{self.noise_multiplier!r} and {self.seeded!r}")
             object.__setattr__(self, "noise_multiplier", 0.0)
         else:
-            accounting.check_mechanism(self.mechanism)
+            accounting.check_event_mechanism(self.mechanism)
             object.__setattr__(self, "noise_multiplier", accounting.check_noise_multiplier(
                 self.noise_multiplier, allow_zero=False))
         object.__setattr__(self, "k", check_int("k", self.k, 1))
