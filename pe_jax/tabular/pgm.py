@@ -58,5 +58,42 @@ def sample_rows(model, domain: dict[str, int], rows: int | None, seed: int) -> n
 
 
 def project(model, clique: tuple[str, ...]) -> np.ndarray:
-    """The model's marginal on ``clique`` as a flat float64 vector (mbi's datavector order)."""
-    return np.asarray(model.project(clique).datavector(), np.float64)
+    """The model's marginal on ``clique`` as a flat float64 vector (mbi's datavector order).
+
+    Variable elimination in NumPy over the model's log-potentials: the same marginal as mbi's
+    ``model.project``, whose jitted elimination compiles anew for every clique and every model
+    (about 0.5 s each on a CPU; AIM asks for ~100 cliques per round, each round a new model).
+    """
+    clique = tuple(clique)
+    domain = model.domain
+    factors = [(tuple(table.domain.attributes), np.asarray(table.values, np.float64))
+               for table in model.potentials.tables.values()]
+    hidden = [a for a in domain.attributes if a not in clique]
+    order, _ = mbi_module().junction_tree.greedy_order(
+        domain, [attrs for attrs, _ in factors] + [clique], elim=hidden)
+    for attr in order:
+        joined = [f for f in factors if attr in f[0]]
+        factors = [f for f in factors if attr not in f[0]]
+        attrs, values = _join(joined)
+        axis = attrs.index(attr)
+        top = values.max(axis=axis, keepdims=True)
+        top = np.where(np.isfinite(top), top, 0.0)
+        summed = np.log(np.exp(values - top).sum(axis=axis)) + np.squeeze(top, axis)
+        factors.append((attrs[:axis] + attrs[axis + 1:], summed))
+    attrs, values = _join(factors + [(clique, np.zeros([domain[a] for a in clique]))])
+    values = np.exp(values - values.max()).transpose([attrs.index(a) for a in clique])
+    return (values * (float(model.total) / values.sum())).ravel()
+
+
+def _join(factors: list[tuple[tuple[str, ...], np.ndarray]]
+          ) -> tuple[tuple[str, ...], np.ndarray]:
+    """The sum of log-factors, over the union of their attributes (first-seen order)."""
+    attrs = tuple(dict.fromkeys(a for names, _ in factors for a in names))
+    total = np.zeros(())
+    for names, values in factors:
+        ordered = sorted(range(len(names)), key=lambda i: attrs.index(names[i]))
+        shape = [1] * len(attrs)
+        for i in ordered:
+            shape[attrs.index(names[i])] = values.shape[i]
+        total = total + values.transpose(ordered).reshape(shape)
+    return attrs, total
