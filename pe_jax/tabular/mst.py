@@ -16,10 +16,11 @@ With a total zCDP budget ``rho`` (``budget.rho_for(epsilon, delta)``), split in 
 3. the 2-way marginals on the tree's ``A - 1`` edges, in one release (``rho / 3``);
 
 then Private-PGM estimates a graphical model from all noisy marginals and rows are sampled
-from it. Steps 1 and 3 draw from ``pe_jax.privacy.release`` and step 2 from
-``pe_jax.privacy.exponential``: each is checked against and recorded in the ledger once.
-(The reference also merges values whose noisy 1-way count is below ``3 sigma`` into one
-before step 2; this version keeps the full domain.)
+from it. Between steps 1 and 2, values whose noisy 1-way count is below 3 noise standard
+deviations are merged (``compress``, post-processing); steps 2 and 3 and the model work on
+the compressed domain, and the rows are mapped back at the end. Steps 1 and 3 draw from
+``pe_jax.privacy.release`` and step 2 from ``pe_jax.privacy.exponential``: each is checked
+against and recorded in the ledger once.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ import numpy as np
 from pe_jax._checks import check_int
 from pe_jax.privacy import PrivacyLedger
 from pe_jax.privacy.exponential import exponential_mechanism
-from pe_jax.tabular import budget, pgm
+from pe_jax.tabular import budget, compress, pgm
 from pe_jax.tabular.data import Table
 from pe_jax.tabular.marginals import marginal_counts, measure
 
@@ -67,10 +68,12 @@ def mst(table: Table, *, epsilon: float, delta: float, ledger: PrivacyLedger,
     sigma = math.sqrt(3.0 / (2.0 * rho))
     oneway = measure(table, [(a,) for a in names], noise_multiplier=sigma, ledger=ledger,
                      rng=rng)
-    edges = _select_tree(table, oneway, rho / 3.0, ledger, rng)
-    twoway = measure(table, list(edges), noise_multiplier=sigma, ledger=ledger, rng=rng)
-    model = pgm.estimate(table.domain, oneway + twoway, iters=iters)
-    return MSTResult(pgm.sample_rows(model, table.domain, rows, seed), edges, rho)
+    small, oneway, mappings = compress.compress(table, oneway)
+    edges = _select_tree(small, oneway, rho / 3.0, ledger, rng)
+    twoway = measure(small, list(edges), noise_multiplier=sigma, ledger=ledger, rng=rng)
+    model = pgm.estimate(small.domain, oneway + twoway, iters=iters)
+    synthetic = pgm.sample_rows(model, small.domain, rows, seed)
+    return MSTResult(compress.expand(synthetic, names, mappings, seed), edges, rho)
 
 
 def _select_tree(table: Table, oneway: list, rho: float, ledger: PrivacyLedger,
