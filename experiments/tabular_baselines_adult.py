@@ -44,8 +44,8 @@ def run(method: str, epsilon: float, args, train: tabular.Table) -> tuple[np.nda
     if method == "pe":
         from pe_jax.tabular.pe import run_pe
 
-        rows, ledger = run_pe(train, epsilon=epsilon, delta=args.delta, rng=rng,
-                              seed=args.seed)
+        rows = run_pe(train, epsilon=epsilon, delta=args.delta, ledger=ledger, rng=rng,
+                      seed=args.seed)
         return rows, {"ledger_epsilon": ledger.epsilon_spent(), "releases": len(ledger)}
     pick = np.random.default_rng(args.seed).integers(0, len(train), len(train))
     return (train.codes[pick] if method == "bootstrap" else train.codes), {}
