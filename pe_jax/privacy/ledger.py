@@ -197,7 +197,8 @@ class PrivacyLedger:
     def check(self, event: ReleaseEvent, times: int = 1) -> None:
         """Refuses ``event`` (recorded ``times`` times) before anything is released.
 
-        Raises ValueError if it would mix seeded and CSPRNG noise in this ledger, and
+        Raises ValueError if it would mix seeded and CSPRNG noise in this ledger or names a
+        mechanism its adjacency cannot account (``accounting.check_mechanism_adjacency``), and
         ``BudgetExceededError`` if it would take the epsilon spent above the budget.
 
         ``times > 1`` reserves a run: once ``event`` x ``times`` is within the budget (or the
@@ -213,6 +214,7 @@ class PrivacyLedger:
         event = _check_event(event)
         times = check_int("times", times, 1)
         _check_mixing(self._seeded_held, event)
+        accounting.check_mechanism_adjacency(event.mechanism, self._adjacency)
         if self._budget is not None:
             after = self.epsilon_after(event, times)
             if after > self._budget:

@@ -75,9 +75,10 @@ def aim(table: Table, *, epsilon: float, delta: float, ledger: PrivacyLedger,
     """Runs AIM on ``table`` at (``epsilon``, ``delta``), recording every release in ``ledger``.
 
     ``workload``: attribute sets (default ``all_pairs``); ``rounds``: the planned number of
-    rounds, at least A, which sets the first rounds' budget (default ``16 A``); ``max_model_size``: the
-    model's junction-tree size limit in MB; ``iters`` / ``final_iters``: mirror-descent steps
-    per round and for the final model; ``rng``, ``rows``, ``seed``: as in ``mst``. Bad
+    rounds, at least A, which sets the first rounds' budget (default ``16 A``);
+    ``max_model_size``: the model's junction-tree size limit in MB; ``iters`` /
+    ``final_iters``: mirror-descent steps per round and for the final model; ``rng``,
+    ``rows``, ``seed``: as in ``mst``. Bad
     settings and a ledger that cannot take the run are refused before any release.
     """
     names = table.attributes
