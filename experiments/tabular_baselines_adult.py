@@ -14,6 +14,7 @@ themselves (real -> real accuracy).
 
 import argparse
 import json
+import sys
 import time
 
 import numpy as np
@@ -38,7 +39,8 @@ def run(method: str, epsilon: float, args, train: tabular.Table) -> tuple[np.nda
     if method == "aim":
         result = aim(train, epsilon=epsilon, delta=args.delta, ledger=ledger, rng=rng,
                      rounds=args.aim_rounds, iters=args.aim_iters,
-                     final_iters=args.aim_final_iters, seed=args.seed)
+                     final_iters=args.aim_final_iters, seed=args.seed,
+                     log=lambda line: print(line, file=sys.stderr, flush=True))
         return result.rows, {"ledger_epsilon": ledger.epsilon_spent(), "rho": result.rho,
                              "releases": len(ledger), "measured": len(result.measured)}
     if method == "pe":

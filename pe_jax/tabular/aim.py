@@ -28,7 +28,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
@@ -71,14 +71,15 @@ def aim(table: Table, *, epsilon: float, delta: float, ledger: PrivacyLedger,
         workload: Sequence[tuple[str, ...]] | None = None, rounds: int | None = None,
         max_model_size: float = 80.0, rng: np.random.Generator | None = None,
         rows: int | None = None, iters: int = 1000, final_iters: int = 2500,
-        seed: int = 0) -> AIMResult:
+        seed: int = 0, log: Callable[[str], None] | None = None) -> AIMResult:
     """Runs AIM on ``table`` at (``epsilon``, ``delta``), recording every release in ``ledger``.
 
     ``workload``: attribute sets (default ``all_pairs``); ``rounds``: the planned number of
     rounds, at least A, which sets the first rounds' budget (default ``16 A``);
     ``max_model_size``: the model's junction-tree size limit in MB; ``iters`` /
     ``final_iters``: mirror-descent steps per round and for the final model; ``rng``,
-    ``rows``, ``seed``: as in ``mst``. Bad
+    ``rows``, ``seed``: as in ``mst``; ``log``: called with one line per round (runs take
+    minutes to tens of minutes on a table like Adult). Bad
     settings and a ledger that cannot take the run are refused before any release.
     """
     names = table.attributes
@@ -128,6 +129,9 @@ def aim(table: Table, *, epsilon: float, delta: float, ledger: PrivacyLedger,
                                                rng=rng)]
         measurements += measure(table, [clique], noise_multiplier=sigma, ledger=ledger, rng=rng)
         measured.append(clique)
+        if log is not None:
+            log(f"AIM round {len(measured) - len(oneway)}: measured {clique}, sigma "
+                f"{sigma:.4g}, rho spent {used / rho:.1%} of {rho:.4g}")
         before = pgm.project(model, clique)
         model = pgm.estimate(table.domain, measurements, iters=iters, warm_start=model)
         moved = np.abs(pgm.project(model, clique) - before).sum()
