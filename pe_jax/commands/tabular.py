@@ -14,7 +14,9 @@ import argparse
 import json
 import math
 import pathlib
+import sys
 import time
+from collections.abc import Callable
 
 import ml_collections
 
@@ -32,19 +34,25 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_config_arguments(parser, CONFIG_DIR / "adult.py", "pe_jax/configs/adult.py")
     parser.add_argument("--method", choices=METHODS, default=None,
                         help="the synthesiser (default: the config's method)")
+    parser.add_argument("--quiet", action="store_true", help="no per-round lines from AIM")
 
 
 def execute(args: argparse.Namespace) -> int:
     config = load_config(args.config, args.set)
     if args.method is not None:
         config.method = args.method
-    report, metrics, out = run_tabular(config, output_dir(args.out, config.name))
+    report, metrics, out = run_tabular(config, output_dir(args.out, config.name),
+                                       log=None if args.quiet else _stderr)
     from pe_jax import reporting
 
     print(f"wrote {out}: {config.method}, {reporting.guarantee(report)}; 2-way TVD "
           f"{metrics['tvd2']:.4f}, 3-way TVD {metrics['tvd3']:.4f}"
           + (f", accuracy {metrics['accuracy']:.4f}" if "accuracy" in metrics else ""))
     return 0
+
+
+def _stderr(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
 
 
 def validate(config: ml_collections.ConfigDict) -> None:
@@ -101,10 +109,10 @@ def load_tables(config: ml_collections.ConfigDict):
     return private, held_out
 
 
-def run_tabular(config: ml_collections.ConfigDict, out: pathlib.Path
-                ) -> tuple[dict, dict, pathlib.Path]:
+def run_tabular(config: ml_collections.ConfigDict, out: pathlib.Path,
+                log: Callable[[str], None] | None = None) -> tuple[dict, dict, pathlib.Path]:
     """Runs the config's method and writes its outputs to ``out``; returns the privacy report,
-    the metrics and the folder."""
+    the metrics and the folder. ``log`` gets AIM's per-round lines."""
     import numpy as np
 
     from pe_jax import privacy, reporting, tabular
@@ -118,7 +126,7 @@ def run_tabular(config: ml_collections.ConfigDict, out: pathlib.Path
     out = reporting.prepare_output_dir(out)
     (out / "config.json").write_text(config.to_json(indent=2) + "\n")
     start = time.perf_counter()
-    rows = _synthesise(config, private, ledger, rng)
+    rows = _synthesise(config, private, ledger, rng, log)
     seconds = time.perf_counter() - start
     _write_csv(out / "synthetic.csv", private.attributes, rows)
     metrics = {
@@ -137,7 +145,7 @@ def run_tabular(config: ml_collections.ConfigDict, out: pathlib.Path
     return report, metrics, out
 
 
-def _synthesise(config, private, ledger, rng):
+def _synthesise(config, private, ledger, rng, log):
     """The method's synthetic rows; every release goes into ``ledger``."""
     from pe_jax.tabular.aim import aim
     from pe_jax.tabular.mst import mst
@@ -151,7 +159,7 @@ def _synthesise(config, private, ledger, rng):
         return aim(private, **common, rounds=config.aim.rounds or None,
                    max_model_size=config.aim.max_model_size, rows=rows,
                    iters=config.aim.iters, final_iters=config.aim.final_iters,
-                   seed=config.seed).rows
+                   seed=config.seed, log=log).rows
     pe = config.pe
     return run_pe(private, **common, seed=config.seed, iterations=pe.iterations,
                   samples=pe.samples, degree_start=pe.degree_start,
