@@ -67,9 +67,10 @@ class BudgetExceededError(ValueError):
 class ReleaseEvent:
     """One noisy histogram release.
 
-    ``mechanism`` is one of ``accounting.MECHANISMS``, or ``NON_PRIVATE`` with
-    ``noise_multiplier=0``; ``noise_multiplier`` is sigma relative to L2 sensitivity 1 of the
-    weighted histogram; ``k`` the votes per private row; ``source`` names
+    ``mechanism`` is one of ``accounting.MECHANISMS`` or ``accounting.ZCDP_MECHANISMS``, or
+    ``NON_PRIVATE`` with ``noise_multiplier=0``; ``noise_multiplier`` is sigma relative to
+    L2 sensitivity 1 of the weighted histogram (for ``"exponential"``: the Gumbel noise scale
+    relative to the score sensitivity); ``k`` the votes per private row; ``source`` names
     the randomness used (``noise.describe_source``), for the privacy report; ``seeded`` is
     True when the noise came from a seeded generator (reproducible, so NOT private).
     """
@@ -90,7 +91,7 @@ class ReleaseEvent:
                                  f"{self.noise_multiplier!r} and {self.seeded!r}")
             object.__setattr__(self, "noise_multiplier", 0.0)
         else:
-            accounting.check_mechanism(self.mechanism)
+            accounting.check_event_mechanism(self.mechanism)
             object.__setattr__(self, "noise_multiplier", accounting.check_noise_multiplier(
                 self.noise_multiplier, allow_zero=False))
         object.__setattr__(self, "k", check_int("k", self.k, 1))
@@ -196,7 +197,8 @@ class PrivacyLedger:
     def check(self, event: ReleaseEvent, times: int = 1) -> None:
         """Refuses ``event`` (recorded ``times`` times) before anything is released.
 
-        Raises ValueError if it would mix seeded and CSPRNG noise in this ledger, and
+        Raises ValueError if it would mix seeded and CSPRNG noise in this ledger or names a
+        mechanism its adjacency cannot account (``accounting.check_mechanism_adjacency``), and
         ``BudgetExceededError`` if it would take the epsilon spent above the budget.
 
         ``times > 1`` reserves a run: once ``event`` x ``times`` is within the budget (or the
@@ -212,6 +214,7 @@ class PrivacyLedger:
         event = _check_event(event)
         times = check_int("times", times, 1)
         _check_mixing(self._seeded_held, event)
+        accounting.check_mechanism_adjacency(event.mechanism, self._adjacency)
         if self._budget is not None:
             after = self.epsilon_after(event, times)
             if after > self._budget:

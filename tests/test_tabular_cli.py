@@ -1,0 +1,75 @@
+"""``pe-jax tabular`` end to end on a small slice, and its refusals of bad input."""
+
+import json
+
+import numpy as np
+import pytest
+
+from pe_jax import cli, tabular
+
+SMALL_PE = ["--set", "private_rows=300", "--set", "pe.iterations=2", "--set", "pe.samples=60"]
+
+
+def _slice(tmp_path) -> list[str]:
+    """A 600-row slice of Adult's first four columns and income, as a CSV and domain file."""
+    adult = tabular.load_adult()
+    keep = ["age", "workclass", "education-num", "sex", "income>50K"]
+    columns = [adult.attributes.index(a) for a in keep]
+    csv, domain = tmp_path / "slice.csv", tmp_path / "slice.json"
+    np.savetxt(csv, adult.codes[:600, columns], fmt="%d", delimiter=",",
+               header=",".join(keep), comments="")
+    domain.write_text(json.dumps({a: adult.domain[a] for a in keep}))
+    return ["--set", f"data={csv}", "--set", f"domain={domain}"]
+
+
+def test_tabular_pe_writes_csv_metrics_and_privacy_report_and_keeps_them(tmp_path, capsys):
+    out = tmp_path / "pe"
+    data = _slice(tmp_path)
+    assert cli.main(["tabular", "--method", "pe", "--out", str(out), *data, *SMALL_PE]) == 0
+    assert {p.name for p in out.iterdir()} == {
+        "synthetic.csv", "metrics.json", "privacy.json", "privacy.txt", "config.json"}
+    table = tabular.load_csv(out / "synthetic.csv", tmp_path / "slice.json")
+    assert len(table) == 60
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert 0 < metrics["tvd2"] < metrics["tvd3"] <= 1 and 0 <= metrics["accuracy"] <= 1
+    held_out = tabular.Table(np.zeros((600, 5), int), table.domain).split(0.2)[1]
+    assert metrics["measured_on"] == f"the {len(held_out)} held-out rows"
+    report = json.loads((out / "privacy.json").read_text())
+    assert report["differentially_private"] and 0 < report["epsilon"] <= 1.0
+    assert report["iterations"] == 2 and report["private_data"]["rows"] == 300
+    assert "wrote" in capsys.readouterr().out
+    before = (out / "synthetic.csv").read_bytes()
+    assert cli.main(["tabular", "--method", "pe", "--out", str(out), *data, *SMALL_PE]) == 2
+    assert "already exists" in capsys.readouterr().err
+    assert (out / "synthetic.csv").read_bytes() == before
+
+
+@pytest.mark.parametrize("settings, message", [
+    (["--set", "method=gan"], "method must be one of"),
+    (["--set", "epsilon=0"], "epsilon must be"),
+    (["--set", "aim.max_model_size=-1"], "aim.max_model_size must be"),
+    (["--set", "target=salary"], "target must be an attribute"),
+    (["--set", "pe.iterations=1.5"], "--set pe.iterations must be an integer"),
+])
+def test_tabular_refuses_bad_settings_before_writing(tmp_path, capsys, settings, message):
+    out = tmp_path / "bad"
+    assert cli.main(["tabular", "--out", str(out), *SMALL_PE, *settings]) == 2
+    assert message in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_tabular_refuses_a_csv_outside_its_domain_before_any_release(tmp_path, capsys):
+    domain = tmp_path / "domain.json"
+    domain.write_text(json.dumps({"x": 2, "y": 3}))
+    csv = tmp_path / "data.csv"
+    rows = np.array([[0, 1], [1, 2]] * 10 + [[1, 3]])
+    csv.write_text("x,y\n" + "\n".join(f"{a},{b}" for a, b in rows) + "\n")
+    out = tmp_path / "out"
+    args = ["tabular", "--method", "mst", "--out", str(out), "--set", f"data={csv}",
+            "--set", f"domain={domain}", "--set", "target="]
+    assert cli.main(args) == 2
+    assert "codes must lie in [0, size)" in capsys.readouterr().err
+    assert not out.exists()
+    csv.write_text("x,z\n0,1\n")
+    assert cli.main(args) == 2
+    assert "missing ['y']" in capsys.readouterr().err and not out.exists()
