@@ -66,13 +66,15 @@ class Harness:
                    embeddings.make_embedder("encoder"))
 
     def evaluate(self, pe_config: evolve.PEConfig, generator, repeats: int, delta: float,
-                 finish: Callable | None = None) -> tuple[list[float], list[float]]:
-        """Downstream accuracies and FIDs of ``2 * repeats`` runs (both folds; repeat r with
-        PRNG key r and seeded noise r). ``finish(key, generator, samples, labels)`` may
-        post-process the final population (public samples only) before it is measured."""
+                 finish: Callable | None = None, first: int = 0
+                 ) -> tuple[list[float], list[float]]:
+        """Downstream accuracies and FIDs of ``2 * repeats`` runs (both folds; repeat r, from
+        ``first``, with PRNG key r and seeded noise r). ``finish(key, generator, samples,
+        labels)`` may post-process the final population (public samples only) before it is
+        measured."""
         accuracy, distance = [], []
         for (vote, test), repeat in itertools.product((self.halves, self.halves[::-1]),
-                                                      range(repeats)):
+                                                      range(first, first + repeats)):
             result = evolve.run(
                 jax.random.key(repeat), pe_config, generator=generator, embedder=self.embedder,
                 private_images=np.repeat(vote.images, REPEATS, axis=0),

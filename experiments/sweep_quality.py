@@ -8,8 +8,9 @@ the default run) are split into two fixed halves, PE votes with one half (each r
 ``REPEATS`` times, about the real private set's size) and is measured on the other, then the
 halves swap; ``--repeats`` runs per fold (key r, seeded noise r, the same for every lever).
 A row is the mean downstream accuracy (``pe_jax.metrics.downstream``, the CNN trained on the
-final samples) with its standard error over the runs, and the mean FID in the shipped
-encoder's space.
+final samples) with its standard error over the runs, the mean FID in the shipped encoder's
+space, and each run's accuracy (fold 1 first; the folds' test halves differ, so levers are
+best compared run by run).
 
 Everything not named by a lever is the generator's default config
 (``pe_jax/configs/digits.py`` for ``glyphs``, ``digits_diffusion.py`` for ``diffusion``):
@@ -111,6 +112,8 @@ def main() -> None:
     parser.add_argument("--levers", default="base,thr1,top,random20,small25,t5",
                         help="comma-separated lever names, or a+b for levers together")
     parser.add_argument("--repeats", type=int, default=1, help="runs per fold and setting")
+    parser.add_argument("--first-repeat", type=int, default=0,
+                        help="key and noise seed of the first repeat (more runs of a setting)")
     args = parser.parse_args()
 
     config = load_config(CONFIGS[args.generator])
@@ -120,7 +123,7 @@ def main() -> None:
                                   harness.held_out.images.shape[1])
     print("command: nice -n 10 .venv/bin/python " + " ".join(sys.argv), flush=True)
     print(f"{'generator':>9s} {'epsilon':>7s} {'lever':>22s} {'sigma':>6s} {'accuracy':>15s} "
-          f"{'fid':>6s} {'runs':>4s} {'seconds':>7s}", flush=True)
+          f"{'fid':>6s} {'runs':>4s} {'seconds':>7s}  per-run accuracy", flush=True)
     for epsilon in (float(e) for e in args.epsilons.split(",")):
         for name in args.levers.split(","):
             clock = time.perf_counter()
@@ -136,11 +139,12 @@ def main() -> None:
                                             degree=pe_config.degrees[-1])
                           if changes.get("spread") else None)
                 accuracy, distance = harness.evaluate(pe_config, generator, args.repeats,
-                                                      config.delta, finish)
+                                                      config.delta, finish, args.first_repeat)
             print(f"{args.generator:>9s} {epsilon:7g} {name:>22s} {sigma:6.3g} "
                   f"{np.mean(accuracy):9.3f} +- {standard_error(accuracy):.3f} "
                   f"{np.mean(distance):6.2f} {len(accuracy):4d} "
-                  f"{time.perf_counter() - clock:7.0f}", flush=True)
+                  f"{time.perf_counter() - clock:7.0f}  "
+                  + ",".join(f"{a:.3f}" for a in accuracy), flush=True)
 
 
 if __name__ == "__main__":

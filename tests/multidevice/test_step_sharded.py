@@ -72,8 +72,8 @@ def _assert_same(a, b):
 
 
 @pytest.mark.parametrize("keep_selected, k, selection, lookahead, levers",
-                         [(False, 1, "sample", 0, {}), (True, 3, "rank", 2, {}),
-                          (True, 1, "sample", 0, dict(keep="top", random_fraction=0.25))])
+                         [(False, 1, "sample", 0, {}),
+                          (True, 3, "rank", 2, dict(keep="top", random_fraction=0.25))])
 def test_the_step_on_8_devices_equals_1_bitwise(run_inputs, keep_selected, k, selection,
                                                 lookahead, levers):
     options = dict(keep_selected=keep_selected, k=k, selection=selection, lookahead=lookahead,
