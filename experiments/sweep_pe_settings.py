@@ -22,8 +22,10 @@ a coordinate search: thresholds at the earlier default schedule, then schedules 
 """
 
 import argparse
+import dataclasses
 import itertools
 import time
+from collections.abc import Callable
 
 import jax
 import numpy as np
@@ -31,7 +33,7 @@ import numpy as np
 from pe_jax import embeddings, evolve, privacy
 from pe_jax.apis.factory import make_generator
 from pe_jax.configs import DEFAULT_CONFIG, load_config
-from pe_jax.data import TUNING_HELDOUT, load_sklearn_digits
+from pe_jax.data import TUNING_HELDOUT, LabelledImages, load_sklearn_digits
 from pe_jax.metrics import downstream, fid
 
 FOLD_SALT = "pe_jax/sweep-folds/v1"
@@ -47,47 +49,84 @@ SETTINGS = (
 )
 
 
+@dataclasses.dataclass(frozen=True)
+class Harness:
+    """The fixed pieces of a held-out sweep: the two halves, the pixel embedder that votes
+    and the shipped encoder that FID is measured in."""
+
+    held_out: LabelledImages
+    halves: tuple[LabelledImages, LabelledImages]
+    embedder: embeddings.Embedder
+    encoder: embeddings.Embedder
+
+    @classmethod
+    def create(cls) -> "Harness":
+        _, held_out = load_sklearn_digits().split(TUNING_HELDOUT)
+        return cls(held_out, held_out.split(0.5, salt=FOLD_SALT), embeddings.PixelEmbedder(),
+                   embeddings.make_embedder("encoder"))
+
+    def evaluate(self, pe_config: evolve.PEConfig, generator, repeats: int, delta: float,
+                 finish: Callable | None = None, first: int = 0
+                 ) -> tuple[list[float], list[float]]:
+        """Downstream accuracies and FIDs of ``2 * repeats`` runs (both folds; repeat r, from
+        ``first``, with PRNG key r and seeded noise r). ``finish(key, generator, samples,
+        labels)`` may post-process the final population (public samples only) before it is
+        measured."""
+        accuracy, distance = [], []
+        for (vote, test), repeat in itertools.product((self.halves, self.halves[::-1]),
+                                                      range(first, first + repeats)):
+            result = evolve.run(
+                jax.random.key(repeat), pe_config, generator=generator, embedder=self.embedder,
+                private_images=np.repeat(vote.images, REPEATS, axis=0),
+                private_labels=np.repeat(vote.labels, REPEATS),
+                ledger=privacy.PrivacyLedger(delta),
+                noise_rng=None if pe_config.non_private else np.random.default_rng(repeat),
+                progress=False)
+            samples, labels = result.samples, np.asarray(result.labels)
+            if finish is not None:
+                samples, labels = finish(jax.random.key(10_000 + repeat), generator, samples,
+                                         labels)
+            images = np.asarray(generator.images(samples))
+            accuracy.append(downstream.downstream_accuracy(images, labels, test.images,
+                                                           test.labels, test.num_classes))
+            distance.append(fid.fid(np.asarray(self.encoder(images)),
+                                    np.asarray(self.encoder(test.images))))
+        return accuracy, distance
+
+
+def standard_error(values: list[float]) -> float:
+    """Standard error of the mean of ``values``."""
+    return float(np.std(values, ddof=1) / np.sqrt(len(values)))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3, help="runs per fold and setting")
     args = parser.parse_args()
 
     config = load_config(DEFAULT_CONFIG)
-    pe = config.pe
-    _, held_out = load_sklearn_digits().split(TUNING_HELDOUT)
-    halves = held_out.split(0.5, salt=FOLD_SALT)
-    generator, _ = make_generator(config.generator, held_out.class_names,
-                                  held_out.images.shape[1:])
-    embedder = embeddings.PixelEmbedder()
-    encoder = embeddings.make_embedder("encoder")
-    sigma = privacy.noise_multiplier(config.privacy.epsilon, config.privacy.delta, pe.iterations,
-                                     k=pe.k)
-    print(f"held-out halves of {len(halves[0].labels)} and {len(halves[1].labels)} rows, each "
-          f"voting {REPEATS} times; sigma = {sigma:.4g}")
+    harness = Harness.create()
+    generator, _ = make_generator(config.generator, harness.held_out.class_names,
+                                  harness.held_out.images.shape[1:])
+    sigma = privacy.noise_multiplier(config.privacy.epsilon, config.privacy.delta,
+                                     config.pe.iterations, k=config.pe.k)
+    print(f"held-out halves of {len(harness.halves[0].labels)} and "
+          f"{len(harness.halves[1].labels)} rows, each voting {REPEATS} times; "
+          f"sigma = {sigma:.4g}")
     print(f"{'threshold':>9s} {'degrees':>11s} {'accuracy':>15s} {'fid':>7s} {'seconds':>7s}")
     for threshold, start, end in SETTINGS:
         pe_config = evolve.PEConfig(
-            iterations=pe.iterations, noise_multiplier=sigma,
-            samples_per_class=(pe.samples_per_class,) * held_out.num_classes,
-            degrees=evolve.degree_schedule(start, end, pe.iterations, "geometric"),
-            threshold=threshold, k=pe.k, metric=pe.metric, selection=pe.selection)
+            iterations=config.pe.iterations, noise_multiplier=sigma,
+            samples_per_class=(config.pe.samples_per_class,) * harness.held_out.num_classes,
+            degrees=evolve.degree_schedule(start, end, config.pe.iterations, "geometric"),
+            threshold=threshold, k=config.pe.k, metric=config.pe.metric,
+            selection=config.pe.selection)
         clock = time.perf_counter()
-        accuracy, distance = [], []
-        for (vote, test), repeat in itertools.product((halves, halves[::-1]),
-                                                      range(args.repeats)):
-            result = evolve.run(
-                jax.random.key(repeat), pe_config, generator=generator, embedder=embedder,
-                private_images=np.repeat(vote.images, REPEATS, axis=0),
-                private_labels=np.repeat(vote.labels, REPEATS),
-                ledger=privacy.PrivacyLedger(config.privacy.delta),
-                noise_rng=np.random.default_rng(repeat), progress=False)
-            images = np.asarray(generator.images(result.samples))
-            accuracy.append(downstream.downstream_accuracy(
-                images, np.asarray(result.labels), test.images, test.labels, test.num_classes))
-            distance.append(fid.fid(np.asarray(encoder(images)), np.asarray(encoder(test.images))))
-        error = np.std(accuracy, ddof=1) / np.sqrt(len(accuracy))
-        print(f"{threshold:9.1f} {f'{start}->{end}':>11s} {np.mean(accuracy):9.3f} +- {error:.3f} "
-              f"{np.mean(distance):7.2f} {time.perf_counter() - clock:7.0f}", flush=True)
+        accuracy, distance = harness.evaluate(pe_config, generator, args.repeats,
+                                               config.privacy.delta)
+        print(f"{threshold:9.1f} {f'{start}->{end}':>11s} {np.mean(accuracy):9.3f} +- "
+              f"{standard_error(accuracy):.3f} {np.mean(distance):7.2f} "
+              f"{time.perf_counter() - clock:7.0f}", flush=True)
 
 
 if __name__ == "__main__":

@@ -62,11 +62,18 @@ class PEConfig:
       degrees: the variation degree used in each of the T iterations, in [0, 1]; checked
         here so that a bad schedule fails before the first release, not after it.
       threshold: H, subtracted from the noisy histogram (post-processing).
+      threshold_sigmas: c, a further threshold in units of the noise's standard deviation:
+        the run subtracts ``threshold + c * noise_multiplier`` (``threshold_value``), so the
+        same c cuts the same share of pure-noise counts at every epsilon.
       k: each private row votes for its k nearest synthetic samples.
       metric: the voting distance (see ``pe_jax.voting``).
       selection: ``sample`` or ``rank`` (see ``pe_jax.population``).
       variation_folds: variations drawn from each selected parent.
-      keep_selected: whether the selected parents stay in the next population.
+      keep_selected: whether a block of unchanged samples stays in the next population.
+      keep: what that block holds: ``"parents"`` (the selected parents) or ``"top"`` (each
+        class's top-voted candidates, distinct); see ``pe_jax.population``.
+      random_fraction: the share of each class's population that is fresh ``random``
+        samples in every generation, in [0, 1).
       lookahead: L; when positive, a synthetic sample is embedded as the mean embedding of L
         of its variations at the current degree (0 embeds the sample itself).
       non_private: release the clean histograms without noise (``noise_multiplier`` must then
@@ -86,6 +93,9 @@ class PEConfig:
     variation_folds: int = 1
     keep_selected: bool = False
     lookahead: int = 0
+    threshold_sigmas: float = 0.0
+    keep: str = "parents"
+    random_fraction: float = 0.0
     non_private: bool = False
     image_range: tuple[float, float] = (0.0, 1.0)
 
@@ -111,6 +121,10 @@ class PEConfig:
                 "numbers in [0, 1] (see pe_jax.apis.Generator.variation)", self.degrees)
         require(np.isfinite(self.threshold) and self.threshold >= 0,
                 "threshold", "a finite number >= 0", self.threshold)
+        require(np.isfinite(self.threshold_sigmas) and self.threshold_sigmas >= 0,
+                "threshold_sigmas", "a finite number >= 0", self.threshold_sigmas)
+        require(self.keep in population.KEEP_RULES, "keep",
+                f"one of {population.KEEP_RULES}", self.keep)
         check_int("k", self.k, 1, min(self.samples_per_class))  # at most the smallest class
         require(self.metric in voting.METRICS, "metric", f"one of {tuple(voting.METRICS)}",
                 self.metric)
@@ -130,13 +144,19 @@ class PEConfig:
     def layout(self) -> population.PopulationLayout:
         """Where each class's samples sit in the population."""
         return population.PopulationLayout(self.samples_per_class, self.variation_folds,
-                                           self.keep_selected)
+                                           self.keep_selected, self.random_fraction)
+
+    @property
+    def threshold_value(self) -> float:
+        """The H the run subtracts: ``threshold + threshold_sigmas * noise_multiplier``."""
+        return self.threshold + self.threshold_sigmas * self.noise_multiplier
 
     @property
     def step_settings(self) -> step.StepSettings:
         """What one compiled iteration needs of this config."""
-        return step.StepSettings(k=self.k, metric=self.metric, threshold=self.threshold,
-                                 selection=self.selection, lookahead=self.lookahead)
+        return step.StepSettings(k=self.k, metric=self.metric, threshold=self.threshold_value,
+                                 selection=self.selection, lookahead=self.lookahead,
+                                 keep=self.keep)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -309,7 +329,8 @@ def run(
         return noise, ledger.epsilon_spent()
 
     def report(t: int, samples: Samples, noisy_counts: jax.Array, spent: float) -> None:
-        released = privacy.Release.of(np.asarray(noisy_counts), config.k, config.threshold)
+        released = privacy.Release.of(np.asarray(noisy_counts), config.k,
+                                      config.threshold_value)
         result = IterationResult(t, samples, layout.labels, released, spent,
                                  config.degrees[t - 1])
         bar.update()
@@ -321,9 +342,10 @@ def run(
         bar.set_description("PE")
 
     bar.set_description("PE: compiling the step")
+    settings = dataclasses.replace(config.step_settings, conditional=private_labels is not None)
     noise_shape = jax.ShapeDtypeStruct((len(layout.labels),), jnp.int32)
     if fused:
-        scan = step.make_scan(generator, embedder, layout, config.step_settings, mesh)
+        scan = step.make_scan(generator, embedder, layout, settings, mesh)
         # Compiled before any noise is drawn: a shape or type error costs no privacy.
         scan = scan.lower(state, private, jax.ShapeDtypeStruct(
             (config.iterations, *noise_shape.shape), jnp.int32), degrees).compile()
@@ -335,7 +357,7 @@ def run(
             report(t, jax.tree.map(lambda leaf: leaf[t - 1], populations),
                    outputs.noisy_counts[t - 1], spent[t - 1])
     elif done < config.iterations:
-        one_step = step.make_step(generator, embedder, layout, config.step_settings, mesh)
+        one_step = step.make_step(generator, embedder, layout, settings, mesh)
         one_step = one_step.lower(state, private, noise_shape, degrees[0]).compile()
         bar.set_description("PE")
         noise, spent = draw(done + 1)

@@ -12,10 +12,23 @@ keeps the lowest indices. The fallback is a deterministic function of the key an
 histogram.
 
 The population has a fixed layout (:class:`PopulationLayout`): ``groups`` blocks (the kept
-parents if ``keep_selected``, then one block per variation fold), each holding every class's
-parents in class order. A class of ``n`` samples selects ``n // groups`` parents per
-iteration, so the labels never change and every array keeps its shape: the whole
-:func:`next_population` runs inside ``jax.jit``.
+samples if ``keep_selected``, then one block per variation fold), each holding every class's
+parents in class order, then a block of fresh ``random`` samples (``random_fraction`` of each
+class, none by default). A class of ``n`` samples with ``f`` fresh ones selects
+``(n - f) // groups`` parents per iteration, so the labels never change and every array keeps
+its shape: the whole :func:`next_population` runs inside ``jax.jit``.
+
+Levers against the population collapsing onto a few samples (all public: they read only the
+released histogram and the public generator):
+
+* ``keep="top"``: the kept block holds each class's top-voted candidates, distinct and
+  unchanged, instead of the parents drawn for variation (which ``sample`` draws with
+  replacement, so the kept block repeats the few popular ones);
+* ``random_fraction``: fresh ``random`` samples in every generation, so styles that the
+  population lost can come back;
+* :func:`spread`: after the run, small variations of the final population (post-processing
+  of released samples, no privacy cost), so a small population can vote with more votes per
+  candidate and still give a large training set.
 """
 
 from __future__ import annotations
@@ -32,6 +45,7 @@ from pe_jax.apis import Generator, Samples
 from pe_jax.voting import class_index
 
 SELECTION_METHODS = ("sample", "rank")
+KEEP_RULES = ("parents", "top")
 
 
 def select(key: jax.Array, counts: jax.Array, num: int, *, method: str = "sample",
@@ -60,13 +74,25 @@ def select(key: jax.Array, counts: jax.Array, num: int, *, method: str = "sample
     return jax.random.choice(key, counts.shape[0], (num,), replace=True, p=weights / weights.sum())
 
 
-def parents_per_class(samples_per_class: int, variation_folds: int, keep_selected: bool) -> int:
-    """How many parents a class of ``samples_per_class`` samples selects each iteration."""
+def parents_per_class(samples_per_class: int, variation_folds: int, keep_selected: bool,
+                      fresh: int = 0) -> int:
+    """How many parents a class of ``samples_per_class`` samples, ``fresh`` of them fresh
+    ``random`` samples, selects each iteration."""
     check_int("variation_folds", variation_folds, 1)
     group = variation_folds + int(keep_selected)
-    require(samples_per_class % group == 0, "samples per class",
-            f"a multiple of variation_folds + keep_selected ({group})", samples_per_class)
-    return samples_per_class // group
+    require(samples_per_class % group == 0 if fresh == 0 else
+            (samples_per_class - fresh) % group == 0 and samples_per_class > fresh,
+            "samples per class" + (f" minus its {fresh} fresh random samples" if fresh else ""),
+            f"a positive multiple of variation_folds + keep_selected ({group})",
+            samples_per_class - fresh)
+    return (samples_per_class - fresh) // group
+
+
+def fresh_per_class(samples_per_class: int, random_fraction: float) -> int:
+    """Fresh ``random`` samples in each generation of a class: ``round(fraction * n)``."""
+    require(isinstance(random_fraction, (int, float)) and 0.0 <= random_fraction < 1.0,
+            "random_fraction", "a number in [0, 1)", random_fraction)
+    return round(random_fraction * samples_per_class)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -74,12 +100,14 @@ class PopulationLayout:
     """Where each class's samples sit in the population (public, fixed for a run).
 
     The population is ``groups = keep_selected + variation_folds`` blocks, each holding
-    ``parents[c]`` samples of class 0, then of class 1, and so on.
+    ``parents[c]`` samples of class 0, then of class 1, and so on, followed by ``fresh[c]``
+    fresh ``random`` samples of each class in class order (``random_fraction`` of the class).
     """
 
     samples_per_class: tuple[int, ...]
     variation_folds: int = 1
     keep_selected: bool = False
+    random_fraction: float = 0.0
 
     def __post_init__(self) -> None:
         require(len(self.samples_per_class) >= 1
@@ -87,8 +115,8 @@ class PopulationLayout:
                 "samples_per_class", "one or more ints >= 1", self.samples_per_class)
         require(isinstance(self.keep_selected, bool), "keep_selected", "a bool",
                 self.keep_selected)
-        for n in self.samples_per_class:
-            parents_per_class(n, self.variation_folds, self.keep_selected)
+        for n, fresh in zip(self.samples_per_class, self.fresh):
+            parents_per_class(n, self.variation_folds, self.keep_selected, fresh)
 
     @property
     def num_classes(self) -> int:
@@ -99,15 +127,25 @@ class PopulationLayout:
         return self.variation_folds + int(self.keep_selected)
 
     @property
+    def fresh(self) -> tuple[int, ...]:
+        """Fresh ``random`` samples of each class in every generation."""
+        return tuple(fresh_per_class(n, self.random_fraction) for n in self.samples_per_class)
+
+    @property
     def parents(self) -> tuple[int, ...]:
         """Parents each class selects per iteration."""
-        return tuple(n // self.groups for n in self.samples_per_class)
+        return tuple((n - f) // self.groups for n, f in zip(self.samples_per_class, self.fresh))
+
+    @functools.cached_property
+    def fresh_labels(self) -> np.ndarray:
+        """``(sum(fresh),)`` int32 class of every fresh slot (the population's last block)."""
+        return np.repeat(np.arange(self.num_classes, dtype=np.int32), self.fresh)
 
     @functools.cached_property
     def labels(self) -> np.ndarray:
         """``(N,)`` int32 class of every population slot."""
         block = np.repeat(np.arange(self.num_classes, dtype=np.int32), self.parents)
-        return np.tile(block, self.groups)
+        return np.concatenate([np.tile(block, self.groups), self.fresh_labels])
 
     @functools.cached_property
     def members(self) -> np.ndarray:
@@ -134,15 +172,45 @@ def select_parents(key: jax.Array, weights: jax.Array, layout: PopulationLayout,
 
 def next_population(key: jax.Array, generator: Generator, samples: Samples,
                     weights: jax.Array, layout: PopulationLayout, *, degree: float | jax.Array,
-                    method: str = "sample") -> Samples:
-    """The next population in the same layout: selected parents (if kept), then variations.
+                    method: str = "sample", keep: str = "parents",
+                    conditional: bool = True) -> Samples:
+    """The next population in the same layout: the kept samples (if ``keep_selected``), the
+    variations of the selected parents, then the fresh ``random`` samples (if any).
 
-    ``weights`` is the released, thresholded histogram; ``degree`` may be traced.
+    ``weights`` is the released, thresholded histogram; ``degree`` may be traced. ``keep``
+    says what the kept block holds: the parents chosen by ``method`` (``"parents"``) or each
+    class's top-voted candidates (``"top"``, as ``rank`` chooses them). Fresh samples are
+    drawn with their classes as labels, or without labels when not ``conditional``.
     """
+    require(keep in KEEP_RULES, "keep", f"one of {KEEP_RULES}", keep)
     select_key, variation_key = jax.random.split(key)
     parents = select_parents(select_key, weights, layout, method=method)
     selected = jax.tree.map(lambda leaf: leaf[parents], samples)
-    groups = [selected] if layout.keep_selected else []
+    groups = []
+    if layout.keep_selected:
+        kept = parents if keep == "parents" else select_parents(select_key, weights, layout,
+                                                                  method="rank")
+        groups.append(jax.tree.map(lambda leaf: leaf[kept], samples))
     groups += [generator.variation(jax.random.fold_in(variation_key, fold), selected, degree)
                for fold in range(layout.variation_folds)]
+    if len(layout.fresh_labels):  # keyed after the folds' keys, so none is reused
+        labels = jnp.asarray(layout.fresh_labels) if conditional else None
+        groups.append(generator.random(jax.random.fold_in(variation_key, layout.variation_folds),
+                                       len(layout.fresh_labels), labels))
     return jax.tree.map(lambda *leaves: jnp.concatenate(leaves), *groups)
+
+
+def spread(key: jax.Array, generator: Generator, samples: Samples, labels: np.ndarray, *,
+           copies: int, degree: float) -> tuple[Samples, np.ndarray]:
+    """The samples followed by ``copies`` variations of each at ``degree``, and their labels.
+
+    Post-processing of a released population (it reads no private data and releases
+    nothing), so it costs no privacy: a run can vote over few candidates, which gives each
+    candidate more votes against the same noise, and still hand a large set to training.
+    """
+    check_int("copies", copies, 0)
+    require(0.0 <= degree <= 1.0, "degree", "a number in [0, 1]", degree)
+    variations = [generator.variation(jax.random.fold_in(key, copy), samples, degree)
+                  for copy in range(copies)]
+    grown = jax.tree.map(lambda *leaves: jnp.concatenate(leaves), samples, *variations)
+    return grown, np.tile(np.asarray(labels), copies + 1)

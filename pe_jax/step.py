@@ -124,6 +124,8 @@ class StepSettings:
     selection: str = "sample"
     lookahead: int = 0
     screen: bool | None = None
+    keep: str = "parents"  # what the kept block holds (population.KEEP_RULES)
+    conditional: bool = True  # fresh random samples drawn with their class labels
 
 
 Step = Callable[[PEState, voting.PrivateBlocks, jax.Array, jax.Array],
@@ -153,7 +155,8 @@ def _step_function(generator: Generator, embedder: Embedder, layout: PopulationL
         output = sharding.replicate(StepOutput(noisy_counts, thresholded), mesh)
         samples = population.next_population(next_key, generator, state.samples,
                                               output.thresholded, layout, degree=degree,
-                                              method=settings.selection)
+                                              method=settings.selection, keep=settings.keep,
+                                              conditional=settings.conditional)
         return place_state(PEState(samples, state.labels, state.key, t), mesh), output
 
     return step

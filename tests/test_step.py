@@ -20,12 +20,14 @@ def digits():
 
 
 def _setup(digits, *, classes=3, per_class=12, keep_selected=False, k=1, selection="sample",
-           lookahead=0):
+           lookahead=0, keep_rule="parents", random_fraction=0.0):
     keep = np.flatnonzero(digits.labels < classes)
     generator = GlyphGenerator(characters="".join(map(str, range(classes))), resolution=8)
     embedder = embeddings.PixelEmbedder()
-    layout = population.PopulationLayout((per_class,) * classes, keep_selected=keep_selected)
-    settings = step.StepSettings(k=k, threshold=0.5, selection=selection, lookahead=lookahead)
+    layout = population.PopulationLayout((per_class,) * classes, keep_selected=keep_selected,
+                                         random_fraction=random_fraction)
+    settings = step.StepSettings(k=k, threshold=0.5, selection=selection, lookahead=lookahead,
+                                 keep=keep_rule)
     private = voting.prepare_private(embedder(digits.images[keep]), digits.labels[keep],
                                      num_classes=classes)
     state = step.initial_state(jax.random.key(7), generator, layout, conditional=True)
@@ -61,11 +63,13 @@ def test_a_run_compiles_the_step_once_whatever_the_degrees_and_class_sizes(digit
     assert one_step._cache_size() == 1
 
 
-@pytest.mark.parametrize("keep_selected, k, selection", [(False, 1, "sample"), (True, 3, "rank")])
+@pytest.mark.parametrize("keep_selected, k, selection, levers", [
+    (False, 1, "sample", {}), (True, 3, "rank", {}),
+    (True, 1, "sample", dict(keep_rule="top", random_fraction=1 / 6))])
 def test_the_step_releases_counts_plus_noise_and_the_scan_equals_the_loop(
-        digits, keep_selected, k, selection):
+        digits, keep_selected, k, selection, levers):
     generator, embedder, layout, settings, private, state, noise = _setup(
-        digits, keep_selected=keep_selected, k=k, selection=selection)
+        digits, keep_selected=keep_selected, k=k, selection=selection, **levers)
     degrees = jnp.asarray([0.6, 0.3, 0.15], jnp.float32)
     # Iteration 1 by its parts: the vote of the initial population, plus the same noise.
     images = generator.images(state.samples)
@@ -76,6 +80,7 @@ def test_the_step_releases_counts_plus_noise_and_the_scan_equals_the_loop(
         loop_state, output = one_step(loop_state, private, jnp.asarray(noise[t], jnp.int32),
                                       degrees[t])
         outputs.append(output)
+    assert one_step._cache_size() == 1  # with every lever on, too
     np.testing.assert_array_equal(outputs[0].noisy_counts, np.asarray(counts) + noise[0])
     expected = privacy.Release.of(np.asarray(counts) + noise[0], k, settings.threshold)
     np.testing.assert_allclose(outputs[0].thresholded, expected.thresholded, rtol=1e-6)

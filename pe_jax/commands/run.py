@@ -490,6 +490,6 @@ def _report_inputs(config: ml_collections.ConfigDict, source: "ImageSource",
             "description": "every setting of the run, in config.json; the threshold and "
                            "degree schedule of pe_jax/configs/digits.py were chosen on held-out "
                            "digits only (experiments/sweep_pe_settings.py)",
-            "threshold": pe_config.threshold, "degrees": list(pe_config.degrees)},
+            "threshold": pe_config.threshold_value, "degrees": list(pe_config.degrees)},
     }
     return private_data, public

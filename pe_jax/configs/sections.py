@@ -62,6 +62,9 @@ DEFAULTS = {
         "selection": "sample",
         "variation_folds": 1,
         "keep_selected": False,
+        "keep": "parents",  # with keep_selected: "parents" or "top" (each class's top-voted)
+        "threshold_sigmas": 0.0,  # a further threshold, in units of the noise's sigma
+        "random_fraction": 0.0,  # share of each generation drawn fresh from random
         "lookahead": 0,  # L
         "degree_start": 0.6,
         "degree_end": 0.15,

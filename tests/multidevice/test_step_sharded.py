@@ -40,13 +40,16 @@ def run_inputs():
                                                       config.embedding.checkpoint)
 
 
-def _step_run(run_inputs, mesh, *, keep_selected=False, k=1, selection="sample", lookahead=0):
+def _step_run(run_inputs, mesh, *, keep_selected=False, k=1, selection="sample", lookahead=0,
+              keep="parents", random_fraction=0.0):
     """T steps through the compiled step (compiled once, as ``evolve.run`` does), with the
     inputs placed first and no transfer allowed while the steps run."""
     _, private, generator, embedder = run_inputs
     layout = population.PopulationLayout((PER_CLASS,) * private.num_classes,
-                                         keep_selected=keep_selected)
-    settings = step.StepSettings(k=k, threshold=0.5, selection=selection, lookahead=lookahead)
+                                         keep_selected=keep_selected,
+                                         random_fraction=random_fraction)
+    settings = step.StepSettings(k=k, threshold=0.5, selection=selection, lookahead=lookahead,
+                                 keep=keep)
     blocks = voting.prepare_private(embedder(private.images), private.labels,
                                     num_classes=private.num_classes, mesh=mesh)
     state = step.initial_state(jax.random.key(7), generator, layout, conditional=True,
@@ -70,11 +73,13 @@ def _assert_same(a, b):
     jax.tree.map(np.testing.assert_array_equal, a, b)
 
 
-@pytest.mark.parametrize("keep_selected, k, selection, lookahead",
-                         [(False, 1, "sample", 0), (True, 3, "rank", 2)])
+@pytest.mark.parametrize("keep_selected, k, selection, lookahead, levers",
+                         [(False, 1, "sample", 0, {}),
+                          (True, 3, "rank", 2, dict(keep="top", random_fraction=0.25))])
 def test_the_step_on_8_devices_equals_1_bitwise(run_inputs, keep_selected, k, selection,
-                                                lookahead):
-    options = dict(keep_selected=keep_selected, k=k, selection=selection, lookahead=lookahead)
+                                                lookahead, levers):
+    options = dict(keep_selected=keep_selected, k=k, selection=selection, lookahead=lookahead,
+                   **levers)
     single, single_out = _step_run(run_inputs, None, **options)
     mesh = sharding.local_mesh()
     sharded, sharded_out = _step_run(run_inputs, mesh, **options)
