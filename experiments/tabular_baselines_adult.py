@@ -22,6 +22,8 @@ import numpy as np
 from pe_jax import privacy, tabular
 
 TARGET = "income>50K"
+# Adult's binned numeric attributes: their codes are ordered (public knowledge of the schema).
+NUMERIC = ("age", "fnlwgt", "education-num", "capital-gain", "capital-loss", "hours-per-week")
 
 
 def run(method: str, epsilon: float, args, train: tabular.Table) -> tuple[np.ndarray, dict]:
@@ -47,7 +49,8 @@ def run(method: str, epsilon: float, args, train: tabular.Table) -> tuple[np.nda
         from pe_jax.tabular.pe import run_pe
 
         rows = run_pe(train, epsilon=epsilon, delta=args.delta, ledger=ledger, rng=rng,
-                      seed=args.seed)
+                      seed=args.seed, ordinal=tuple(args.pe_ordinal),
+                      iterations=args.pe_iterations, samples=args.pe_samples)
         return rows, {"ledger_epsilon": ledger.epsilon_spent(), "releases": len(ledger)}
     pick = np.random.default_rng(args.seed).integers(0, len(train), len(train))
     return (train.codes[pick] if method == "bootstrap" else train.codes), {}
@@ -62,6 +65,11 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0, help="public randomness")
     parser.add_argument("--noise-seed", type=int, default=None,
                         help="seeded research noise (NOT DP); default: CSPRNG noise")
+    parser.add_argument("--pe-ordinal", nargs="*", default=[], metavar="ATTRIBUTE",
+                        help="PE: attributes with ordered codes (nearby mutation, thermometer "
+                             "embedding), e.g. " + " ".join(NUMERIC))
+    parser.add_argument("--pe-iterations", type=int, default=40)
+    parser.add_argument("--pe-samples", type=int, default=4000)
     parser.add_argument("--mst-iters", type=int, default=3000)
     parser.add_argument("--aim-rounds", type=int, default=None)
     parser.add_argument("--aim-iters", type=int, default=1000)

@@ -50,6 +50,7 @@ def test_tabular_pe_writes_csv_metrics_and_privacy_report_and_keeps_them(tmp_pat
     (["--set", "aim.max_model_size=-1"], "aim.max_model_size must be"),
     (["--set", "target=salary"], "target must be an attribute"),
     (["--set", "pe.iterations=1.5"], "--set pe.iterations must be an integer"),
+    (["--set", "pe.ordinal=age,height"], "pe.ordinal must name attributes"),
 ])
 def test_tabular_refuses_bad_settings_before_writing(tmp_path, capsys, settings, message):
     out = tmp_path / "bad"

@@ -90,6 +90,8 @@ def validate(config: ml_collections.ConfigDict) -> None:
     check_real("pe.degree_end", config.pe.degree_end, 0, 1, lo_open=True)
     check_real("pe.threshold", config.pe.threshold, 0)
     check_bool("pe.keep_selected", config.pe.keep_selected)
+    require(isinstance(config.pe.ordinal, str), "pe.ordinal",
+            'comma-separated attribute names ("" for none)', config.pe.ordinal)
 
 
 def load_tables(config: ml_collections.ConfigDict):
@@ -106,7 +108,16 @@ def load_tables(config: ml_collections.ConfigDict):
     if config.target and config.target not in table.domain:
         raise ValueError(f"target must be an attribute of the data {list(table.domain)} or "
                          f'""; got {config.target!r}')
+    unknown = [a for a in _ordinal(config) if a not in table.domain]
+    if unknown:
+        raise ValueError(f"pe.ordinal must name attributes of the data {list(table.domain)}; "
+                         f"got {unknown}")
     return private, held_out
+
+
+def _ordinal(config: ml_collections.ConfigDict) -> tuple[str, ...]:
+    """``pe.ordinal``'s comma-separated attribute names."""
+    return tuple(a.strip() for a in config.pe.ordinal.split(",") if a.strip())
 
 
 def run_tabular(config: ml_collections.ConfigDict, out: pathlib.Path,
@@ -164,7 +175,8 @@ def _synthesise(config, private, ledger, rng, log):
     return run_pe(private, **common, seed=config.seed, iterations=pe.iterations,
                   samples=pe.samples, degree_start=pe.degree_start,
                   degree_end=pe.degree_end, threshold=pe.threshold,
-                  keep_selected=pe.keep_selected)
+                  keep_selected=pe.keep_selected,
+                  ordinal=_ordinal(config))
 
 
 def _write_csv(path: pathlib.Path, attributes, rows) -> None:

@@ -43,4 +43,8 @@ def get_config() -> ml_collections.ConfigDict:
     config.pe.degree_end = 0.02
     config.pe.threshold = 0.0
     config.pe.keep_selected = False
+    # Comma-separated attributes with ordered codes: mutated to nearby values and embedded by
+    # a thermometer code ("" for none), e.g. Adult's binned numbers:
+    # "age,fnlwgt,education-num,capital-gain,capital-loss,hours-per-week".
+    config.pe.ordinal = ""
     return config

@@ -7,6 +7,12 @@ attributes where they differ`` (plain Hamming distance with the default weights 
 an ordinary ``pe_jax.embeddings.BatchedEmbedder``: it reads rows in the "image" layout of
 ``pe_jax.tabular.generator.as_images`` (float32 codes ``(n, A, 1, 1)``), treats rows
 independently, and runs inside the compiled PE step like any image embedder.
+
+``ordinal`` names attributes whose codes are ordered (binned numbers such as age): they get a
+thermometer code instead (``[code > j]`` for ``j < size - 1``, scaled by
+``weight / sqrt(size - 1)``), so two values ``|x - y|`` apart are at squared distance
+``weight**2 * |x - y| / (size - 1)``: near values are near, the extremes as far apart as two
+different one-hot values.
 """
 
 from collections.abc import Mapping, Sequence
@@ -43,23 +49,41 @@ class OneHotEmbedder(BatchedEmbedder):
       domain: ``{attribute: number of values}`` in column order (the table's domain).
       weights: per-attribute weights (a sequence in column order, or a dict by attribute
         whose missing attributes weigh 1); all 1 when None. Weight 0 ignores an attribute.
+      ordinal: attributes embedded by a thermometer code (see the module docstring).
     """
 
     def __init__(self, domain: dict[str, int],
                  weights: Mapping[str, float] | Sequence[float] | None = None, *,
-                 batch_size: int = 4096, mesh: jax.sharding.Mesh | None = None):
+                 ordinal: Sequence[str] = (), batch_size: int = 4096,
+                 mesh: jax.sharding.Mesh | None = None):
         self.domain = check_domain(domain)
         self.weights = _check_weights(self.domain, weights)
+        unknown = [a for a in ordinal if a not in self.domain]
+        if unknown:
+            raise ValueError(f"ordinal names attributes outside the domain: {unknown}")
+        # One row of features per (attribute, value): each row's features are the sum of
+        # its values' rows.
+        blocks = []
+        for a, (name, size) in enumerate(self.domain.items()):
+            if name in ordinal and size > 1:
+                block = np.tril(np.ones((size, size - 1)), -1) / np.sqrt(size - 1)
+            else:
+                block = np.eye(size) / np.sqrt(2.0)
+            blocks.append(block * self.weights[a])
+        table = np.zeros((sum(b.shape[0] for b in blocks), sum(b.shape[1] for b in blocks)),
+                         np.float32)
+        row = col = 0
+        for block in blocks:
+            table[row:row + block.shape[0], col:col + block.shape[1]] = block
+            row, col = row + block.shape[0], col + block.shape[1]
+        self.dim = table.shape[1]
         sizes = np.asarray(list(self.domain.values()))
-        self.dim = int(sizes.sum())
         offsets = jnp.asarray(np.concatenate([[0], np.cumsum(sizes)[:-1]]), jnp.int32)
-        scale = jnp.asarray(self.weights / np.sqrt(2.0), jnp.float32)
-        dim = self.dim
+        table = jnp.asarray(table)
 
         def features(_, images):
             codes = jnp.round(images[:, :, 0, 0]).astype(jnp.int32)
-            hot = jax.nn.one_hot(codes + offsets, dim, dtype=jnp.float32)  # (n, A, dim)
-            return jnp.einsum("nad,a->nd", hot, scale)
+            return table[codes + offsets].sum(axis=1)  # (n, dim)
 
         super().__init__(features, batch_size=batch_size, mesh=mesh)
 

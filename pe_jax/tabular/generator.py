@@ -10,6 +10,9 @@ Samples are int32 arrays ``(n, A)``, one code per attribute, inside a public dom
   cells (``u`` uniform in [0, 1), so the expected share is exactly ``degree``), chosen
   uniformly among its attributes. ``degree = 0`` keeps every row; ``degree = 1`` re-draws every
   cell (a fresh ``random`` row). PE lowers the degree over the run (``evolve.degree_schedule``).
+  Attributes named ``ordinal`` (ordered codes, such as binned numbers) are re-drawn nearby
+  instead: the current code plus a uniform step in ``[-w, w]`` (``w = max(1, round(
+  ordinal_width * size))``), clipped to the domain.
 
 The existing PE driver (``pe_jax.evolve.run``) embeds ``generator.images(samples)`` and checks
 the private "images" against ``PEConfig.image_range``; tables meet both through one adapter:
@@ -72,13 +75,24 @@ class TabularGenerator:
       label_attribute: for class-conditional runs, the attribute that holds the class: the
         labels PE passes to ``random`` are written into it and ``variation`` never changes
         it. Without it, ``random`` refuses labels.
+      ordinal: attributes that ``variation`` re-draws near their current code.
+      ordinal_width: the largest step of such a re-draw, as a share of the domain size.
     """
 
     def __init__(self, domain: dict[str, int], prior: Sequence[Sequence[float]] | None = None,
-                 label_attribute: str | None = None):
+                 label_attribute: str | None = None, ordinal: Sequence[str] = (),
+                 ordinal_width: float = 0.1):
         self.domain = check_domain(domain)
         self.sizes = tuple(self.domain.values())
         self.logits = jnp.asarray(_prior_logits(self.sizes, prior))
+        unknown = [a for a in ordinal if a not in self.domain]
+        if unknown:
+            raise ValueError(f"ordinal names attributes outside the domain: {unknown}")
+        if not 0 < ordinal_width <= 1:
+            raise ValueError(f"ordinal_width must be in (0, 1]; got {ordinal_width!r}")
+        self.ordinal = np.asarray([a in ordinal for a in self.domain])
+        self.steps = np.asarray([max(1, round(ordinal_width * s)) for s in self.sizes],
+                                np.int32)
         if label_attribute is not None and label_attribute not in self.domain:
             raise ValueError(f"label_attribute must be one of {list(self.domain)}; "
                              f"got {label_attribute!r}")
@@ -115,7 +129,13 @@ class TabularGenerator:
             scores = scores.at[:, self.label_column].set(2.0)
         ranks = jnp.argsort(jnp.argsort(scores, axis=1), axis=1)
         redraw = ranks < counts
-        return jnp.where(redraw, self._draw(draw_key, n), samples)
+        fresh = self._draw(draw_key, n)
+        if self.ordinal.any():
+            step = jax.random.randint(jax.random.fold_in(draw_key, 1), (n, width),
+                                      -self.steps, self.steps + 1)
+            nearby = jnp.clip(samples + step, 0, jnp.asarray(self.sizes, jnp.int32) - 1)
+            fresh = jnp.where(self.ordinal, nearby, fresh)
+        return jnp.where(redraw, fresh, samples)
 
     def images(self, samples: jax.Array) -> jax.Array:
         """The rows in the layout PE embeds and checks (``as_images``)."""
