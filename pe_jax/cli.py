@@ -15,6 +15,7 @@ COMMAND_MODULES = (
     "pe_jax.commands.audit",
     "pe_jax.commands.train_encoder",
     "pe_jax.commands.train_prior",
+    "pe_jax.commands.dp_finetune",
 )
 
 

@@ -63,10 +63,14 @@ class TrainState:
 def init_state(params: nnx.State, optimizer: optax.GradientTransformation, *,
                ema: bool = False, mesh: jax.sharding.Mesh | None = None) -> TrainState:
     """Step 0 with copies of ``params`` (the step donates its state; the caller's stay),
-    replicated over ``mesh``'s devices."""
+    replicated over ``mesh``'s devices, or committed to the default device without one: the
+    step's outputs are committed, and a first state that mixed committed arrays (weights
+    restored from a checkpoint) with uncommitted ones compiled the step twice."""
     params = jax.tree.map(jnp.copy, params)
     state = TrainState(jnp.zeros((), jnp.int32), params, optimizer.init(params),
                        jax.tree.map(jnp.copy, params) if ema else None)
+    if mesh is None:
+        return jax.device_put(state, jax.local_devices()[0])
     return sharding.replicate(state, sharding.auto(mesh))
 
 
@@ -113,7 +117,7 @@ def fit(step_fn: Callable, state: TrainState, *, key: jax.Array, steps: int,
         log_every: int, inputs: Callable[[int], tuple] = lambda step: (),
         save: Callable[[int, TrainState], None] | None = None, save_every: int = 0,
         callbacks: Sequence[Callable[[int, TrainState], None]] = (),
-        progress: bool = False, desc: str = "train"
+        progress: bool = False, desc: str = "train", show_loss: bool = True
         ) -> tuple[TrainState, list[tuple[int, float]]]:
     """Runs ``step_fn`` from ``state.step`` to ``steps``; returns the state and the losses.
 
@@ -121,6 +125,7 @@ def fit(step_fn: Callable, state: TrainState, *, key: jax.Array, steps: int,
     loss over the log window ending at step)``. ``save(done, state)`` runs every
     ``save_every`` steps (0: never) and after the last; ``callbacks(done, state)`` after every
     step: the next step donates the state's buffers, so use them during the call.
+    ``show_loss``: the progress bar shows the latest logged loss.
     """
     check_int("steps", steps, 1)
     check_int("log_every", log_every, 1)
@@ -133,7 +138,8 @@ def fit(step_fn: Callable, state: TrainState, *, key: jax.Array, steps: int,
         if done % log_every == 0 or done == steps:
             losses.append((done, float(np.mean(jax.device_get(window)))))
             window = []
-            bar.set_postfix(loss=f"{losses[-1][1]:.4f}")
+            if show_loss:
+                bar.set_postfix(loss=f"{losses[-1][1]:.4f}")
         if save is not None and ((save_every and done % save_every == 0) or done == steps):
             save(done, state)
         bar.update()
