@@ -170,8 +170,8 @@ def test_dp_finetune_on_digits_writes_the_outputs_of_a_run(tmp_path, capsys):
                      {"unet": TINY.to_dict(), "schedule": SCHEDULE, "command": "test"})
     out = tmp_path / "run"
     sets = ["prior=" + str(prior), "epsilon=8.0", "samples_per_class=3", "sample_steps=2",
-            "metrics=fid", "dpsgd.steps=20", "dpsgd.batch_size=128", "dpsgd.learning_rate=0.01",
-            "dpsgd.warmup_steps=0", "dpsgd.checkpoint_every=10", "dpsgd.pad_multiple=64"]
+            "metrics=fid", "dpsgd.steps=20", "dpsgd.batch_size=100", "dpsgd.learning_rate=0.01",
+            "dpsgd.warmup_steps=0", "dpsgd.checkpoint_every=10", "dpsgd.pad_multiple=128"]
     argv = ["dp-finetune", "--quiet", "--out", str(out)]
     assert cli.main(argv + [f"--set={s}" for s in sets]) == 0
     assert "DP-SGD steps" in capsys.readouterr().out
@@ -179,7 +179,7 @@ def test_dp_finetune_on_digits_writes_the_outputs_of_a_run(tmp_path, capsys):
     assert report["differentially_private"] and report["complete"]
     assert 7.0 < report["epsilon"] <= 8.0 and report["mechanism"] == ["DP-SGD"]
     dp = report["dp_sgd"]
-    assert dp["steps"] == 20 and dp["clipping_norm"] == 1.0 and dp["sampling_rate"] == 128 / 1335
+    assert dp["steps"] == 20 and dp["clipping_norm"] == 1.0 and dp["sampling_rate"] == 100 / 1335
     assert dp["noise_multiplier"] == report["noise_multiplier"][0] and report["iterations"] == 2
     assert "os.urandom" in dp["noise_source"] and "labels" in report["private_data"]
     assert "DP-SGD steps" in (out / "privacy.txt").read_text()
