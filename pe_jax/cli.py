@@ -16,6 +16,7 @@ COMMAND_MODULES = (
     "pe_jax.commands.train_encoder",
     "pe_jax.commands.train_prior",
     "pe_jax.commands.tabular",
+    "pe_jax.commands.dp_finetune",
 )
 
 

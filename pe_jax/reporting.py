@@ -308,7 +308,9 @@ def _privacy_text(report: dict) -> str:
         "Protected rows",
         f"  {data['description']} ({data['rows']:,} rows).",
         "",
-        "How",
+        "How"]
+    # A report may say how its releases were made (DP-SGD does); PE's vote releases otherwise.
+    lines += report.get("how") or [
         f"  {report['iterations']} releases, one per iteration, each a histogram of votes: "
         f"every protected row casts k = {_join(report['votes_per_row'])} vote(s) of weight "
         "1/sqrt(k) for its nearest synthetic samples of its own class, so one row changes a "

@@ -105,7 +105,7 @@ def test_out_naming_a_file_says_so(capsys, tmp_path):
 
 
 def test_train_encoder_refuses_a_non_empty_out_before_training(capsys, tmp_path, monkeypatch):
-    from pe_jax.models import encoder
+    from pe_jax.training import encoder
 
     def never(*args, **kwargs):
         raise AssertionError("trained before checking --out")

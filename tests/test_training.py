@@ -13,7 +13,9 @@ from PIL import Image
 from pe_jax import checkpoints, cli, reporting
 from pe_jax.apis.diffusion import DiffusionGenerator
 from pe_jax.apis.glyphs import GlyphGenerator
-from pe_jax.diffusion import epsilon_loss, make_schedule, public_data, training
+from pe_jax.diffusion import epsilon_loss, make_schedule
+from pe_jax.training import diffusion as training
+from pe_jax.training import public_data
 from pe_jax.models.unet import UNet, UNetConfig
 
 MATPLOTLIB_TTF = pathlib.Path(__import__("matplotlib").get_data_path()) / "fonts" / "ttf"
@@ -41,14 +43,14 @@ def _params(model: nnx.Module) -> list[np.ndarray]:
 
 def test_glyph_batches_are_in_model_range_and_a_function_of_the_key(glyphs):
     batch = jax.jit(public_data.glyph_batches(glyphs, 16, channels=3))
-    images, labels = batch(jax.random.key(0))
+    images, labels = batch(jax.random.key(0), 0)
     assert images.shape == (16, 8, 8, 3) and images.dtype == jnp.float32
     assert labels.shape == (16,) and labels.dtype == jnp.int32
     assert float(images.min()) >= -1.0 and float(images.max()) <= 1.0
     assert float(images.min()) == -1.0 and float(images.max()) > 0.0  # background and ink
     np.testing.assert_array_equal(images[..., 0], images[..., 2])
-    again, _ = batch(jax.random.key(0))
-    other, _ = batch(jax.random.key(1))
+    again, _ = batch(jax.random.key(0), 0)
+    other, _ = batch(jax.random.key(1), 0)
     np.testing.assert_array_equal(images, again)
     assert not np.array_equal(images, other)
 
@@ -57,7 +59,7 @@ def test_fixed_glyphs_and_array_batches(glyphs):
     images, labels = public_data.fixed_glyphs(glyphs, jax.random.key(0), 10, chunk=4)
     assert images.shape == (10, 8, 8, 1) and labels.shape == (10,)
     assert 0.0 <= images.min() and images.max() <= 1.0
-    batch, batch_labels = public_data.array_batches(images, labels, 32)(jax.random.key(1))
+    batch, batch_labels = public_data.array_batches(images, labels, 32)(jax.random.key(1), 0)
     assert batch.shape == (32, 8, 8, 1)
     # Every drawn image is one of the fixed ones, in [-1, 1], with its own label.
     flat = (images.reshape(10, -1) * 2.0 - 1.0)
@@ -85,7 +87,7 @@ def test_a_few_hundred_steps_lower_the_loss(glyphs, tmp_path):
     first, last = result.losses[0][1], result.losses[-1][1]
     assert last < 0.5 * first, result.losses
     # Held out: the EMA model's loss on fresh glyphs, same timesteps and noise, drops too.
-    images, labels = public_data.glyph_batches(glyphs, 512)(jax.random.key(99))
+    images, labels = public_data.glyph_batches(glyphs, 512)(jax.random.key(99), 0)
     loss = jax.jit(lambda m: epsilon_loss(m, SCHEDULE, jax.random.key(7), images, labels))
     assert float(loss(result.model)) < 0.6 * float(loss(model))
     assert int(result.state.step) == 200

@@ -37,7 +37,7 @@ Any set of distinct characters can be drawn (``DIGITS``, ``LETTERS``, ``ALPHANUM
 own string); a font is used only if it draws every one of them as a distinct glyph, so a larger
 set may use fewer faces. Resolutions from 8x8 (scikit-learn's digits) to 64x64 are served by
 the same atlas, which grows with the resolution. The same simulator is the public training
-data of the diffusion prior (``pe_jax.diffusion.public_data``).
+data of the diffusion prior (``pe_jax.training.public_data``).
 """
 
 import copy

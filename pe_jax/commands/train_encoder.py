@@ -1,7 +1,7 @@
 """``pe-jax train-encoder``: trains the glyph encoder used by ``embedding=encoder``.
 
 ``pe-jax train-encoder [--config FILE] [--set key=value ...] --out DIR`` trains a small
-ConvNet on rendered glyphs only (public data, see ``pe_jax.models.encoder``) and writes a
+ConvNet on rendered glyphs only (public data, see ``pe_jax.training.encoder``) and writes a
 checkpoint folder that ``make_embedder("encoder", checkpoint=DIR)`` loads. Without
 ``--config`` it uses ``pe_jax/configs/encoder.py``, which made the shipped encoder.
 ``--font-dir DIR`` (repeatable) adds the font files in DIR to the glyphs' faces; the shipped
@@ -33,7 +33,7 @@ def execute(args: argparse.Namespace) -> int:
     import time
 
     from pe_jax import checkpoints, reporting
-    from pe_jax.models import encoder
+    from pe_jax.training import encoder
 
     config = load_config(args.config, args.set)
     reporting.check_output_dir(args.out)  # before training, not after it

@@ -69,7 +69,9 @@ def train_prior(config: ml_collections.ConfigDict, out: pathlib.Path, *, resume:
     from pe_jax import checkpoints, reporting, sharding
     from pe_jax.apis.diffusion import DiffusionGenerator
     from pe_jax.apis.glyphs import GlyphGenerator, describe_priors
-    from pe_jax.diffusion import make_schedule, public_data, training
+    from pe_jax.diffusion import make_schedule
+    from pe_jax.training import diffusion as training
+    from pe_jax.training import loop, public_data
     from pe_jax.models.unet import UNet, UNetConfig
 
     generator = GlyphGenerator(characters=config.characters, resolution=config.resolution)
@@ -116,7 +118,7 @@ def train_prior(config: ml_collections.ConfigDict, out: pathlib.Path, *, resume:
         reporting.save_image_grid(path, np.asarray(samples.images)[..., :1], grid_labels, rows,
                                   GRID_COLUMNS, caption=caption)
 
-    def grid_callback(step: int, state: training.TrainState) -> None:
+    def grid_callback(step: int, state: loop.TrainState) -> None:
         if step % config.sample_every == 0:
             write_grid(out / "grids" / f"step_{step:06d}.png", state.ema)
 

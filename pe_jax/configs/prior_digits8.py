@@ -45,7 +45,7 @@ def get_config() -> ml_collections.ConfigDict:
     # Noise schedule of training.
     config.schedule = "cosine"
     config.schedule_steps = 1000
-    # Optimisation (pe_jax.diffusion.training.TrainSettings).
+    # Optimisation (pe_jax.training.diffusion.TrainSettings).
     config.steps = 3000
     config.batch_size = 128
     config.learning_rate = 2e-3

@@ -87,14 +87,16 @@ class MetricsCallback:
     def __call__(self, result: IterationResult) -> None:
         if result.iteration % self.every and result.iteration != self.last_iteration:
             return
-        self._measure(result.iteration, result.epsilon_spent, result.samples, result.labels)
+        self.measure(result.iteration, result.epsilon_spent, result.samples, result.labels)
 
     def measure_initial(self, samples, labels) -> None:
         """Measures the initial population ``S_0 = random(N)`` (public generator only, no
         private data, epsilon 0) and logs it as iteration 0."""
-        self._measure(0, 0.0, samples, labels)
+        self.measure(0, 0.0, samples, labels)
 
-    def _measure(self, iteration: int, epsilon: float, samples, labels) -> None:
+    def measure(self, iteration: int, epsilon: float, samples, labels) -> None:
+        """Measures ``samples`` and logs them at ``iteration`` and ``epsilon`` (e.g. a
+        DP-SGD run's samples, once, at its last step)."""
         images = np.asarray(self.generator.images(samples))
         labels = np.asarray(labels)
         values: dict[str, float] = {}

@@ -1,7 +1,8 @@
 """Downstream accuracy: train a classifier on synthetic data, test it on real data.
 
-The DPImageBench protocol: a small CNN (``pe_jax.models.classifier.ConvNet``) is trained on
-the labelled synthetic images and its accuracy is measured on a real held-out test set. Every
+The DPImageBench protocol: a small CNN (``pe_jax.models.classifier.ConvNet``, trained by
+``pe_jax.training.classifier``) is trained on the labelled synthetic images and its accuracy
+is measured on a real held-out test set. Every
 method is measured with the same ``Recipe`` (architecture, optimiser, step count, seeds), so
 numbers are comparable; the step count is fixed rather than the epoch count, so a method with
 more samples gets no more training. The test set is used once, at the end (no model selection
@@ -37,6 +38,7 @@ def downstream_accuracy(train_images: np.ndarray, train_labels: np.ndarray,
                         recipe: Recipe = DEFAULT_RECIPE) -> float:
     """Accuracy on ``test`` of a ConvNet trained on ``train`` with ``recipe``."""
     from pe_jax.models import classifier
+    from pe_jax.training import classifier as trainer
 
     check_int("num_classes", num_classes, 2)
     train_images, test_images = np.asarray(train_images), np.asarray(test_images)
@@ -54,10 +56,10 @@ def downstream_accuracy(train_images: np.ndarray, train_labels: np.ndarray,
         outputs=num_classes, channels=recipe.channels, hidden=recipe.hidden)
     model = classifier.build(config, recipe.seed)
     key = jax.random.key(recipe.seed)
-    batches = classifier.epoch_batches(
+    batches = trainer.epoch_batches(
         jnp.asarray(train_images, jnp.float32), jnp.asarray(train_labels, jnp.int32),
         min(recipe.batch_size, len(train_images)), jax.random.fold_in(key, 1))
-    classifier.train(model, classifier.cross_entropy, batches, steps=recipe.steps,
+    trainer.train(model, trainer.cross_entropy, batches, steps=recipe.steps,
                      learning_rate=recipe.learning_rate, key=jax.random.fold_in(key, 2))
-    predicted = np.asarray(classifier.predict(model, jnp.asarray(test_images, jnp.float32)))
+    predicted = np.asarray(trainer.predict(model, jnp.asarray(test_images, jnp.float32)))
     return float(np.mean(predicted == np.asarray(test_labels)))

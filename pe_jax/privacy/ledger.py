@@ -23,6 +23,12 @@ Seeded noise. An event records whether its noise came from a seeded generator
 (``ReleaseEvent.seeded``): whoever knows the seed can subtract that noise, so such a release is
 not differentially private whatever its epsilon (the privacy report says so). A ledger is one
 budget and refuses to mix seeded and CSPRNG events.
+
+DP-SGD. An event of mechanism ``"DP-SGD"`` (``pe_jax.privacy.dpsgd_accounting``) stands for
+``steps`` steps of the Poisson-subsampled Gaussian with ``sampling_rate`` and clipping norm
+``clipping_norm``; the ledger counts it as ``steps`` identical steps and composes it with any
+PE releases on the same data. Other events leave these three fields at their defaults, and
+their JSON omits them, so PE's ledger files are unchanged.
 """
 
 from __future__ import annotations
@@ -39,7 +45,7 @@ from typing import Any, Final
 
 from pe_jax._checks import check_int
 from pe_jax._files import write_atomic
-from pe_jax.privacy import accounting
+from pe_jax.privacy import accounting, dpsgd_accounting
 from pe_jax.privacy.noise import CSPRNG_SOURCE
 
 __all__ = ["ReleaseEvent", "PrivacyLedger", "BudgetExceededError", "NON_PRIVATE"]
@@ -51,12 +57,14 @@ _FORMAT_V1: Final = "pe_jax.privacy.PrivacyLedger/1"
 # noise multiplier is 0 and the ledger's epsilon becomes infinite.
 NON_PRIVATE: Final = "none (NOT differentially private)"
 
-# What epsilon depends on, per event: (mechanism, noise_multiplier, k). Not ``source`` or
-# ``seeded``: those change whether a release is private at all, not its accounting.
-_Key = tuple[str, float, int]
-# Sorted groups (mechanism, noise_multiplier, k, count), as ``accounting.epsilon_of_groups``
-# takes them.
-_Groups = tuple[tuple[str, float, int, int], ...]
+# What epsilon depends on, per event: (mechanism, noise_multiplier, k, sampling_rate). Not
+# ``source`` or ``seeded``: those change whether a release is private at all, not its
+# accounting. An event counts ``steps`` times (1 but for DP-SGD).
+_Key = tuple[str, float, int, float]
+# Sorted groups (mechanism, noise_multiplier, k, sampling_rate, count).
+_Groups = tuple[tuple[str, float, int, float, int], ...]
+# The event fields only DP-SGD sets (other events keep their defaults and omit them in JSON).
+_DPSGD_FIELDS: Final = ("sampling_rate", "steps", "clipping_norm")
 
 
 class BudgetExceededError(ValueError):
@@ -73,6 +81,8 @@ class ReleaseEvent:
     relative to the score sensitivity); ``k`` the votes per private row; ``source`` names
     the randomness used (``noise.describe_source``), for the privacy report; ``seeded`` is
     True when the noise came from a seeded generator (reproducible, so NOT private).
+    ``mechanism="DP-SGD"`` (``k=1``) stands for ``steps`` steps with this ``sampling_rate``
+    and ``clipping_norm``; other mechanisms leave those three at their defaults.
     """
 
     mechanism: str
@@ -80,6 +90,9 @@ class ReleaseEvent:
     k: int = 1
     source: str = ""
     seeded: bool = False
+    sampling_rate: float = 1.0
+    steps: int = 1
+    clipping_norm: float | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.seeded, bool):
@@ -91,10 +104,26 @@ class ReleaseEvent:
                                  f"{self.noise_multiplier!r} and {self.seeded!r}")
             object.__setattr__(self, "noise_multiplier", 0.0)
         else:
-            accounting.check_event_mechanism(self.mechanism)
+            if self.mechanism != dpsgd_accounting.MECHANISM:
+                accounting.check_event_mechanism(self.mechanism)
             object.__setattr__(self, "noise_multiplier", accounting.check_noise_multiplier(
                 self.noise_multiplier, allow_zero=False))
         object.__setattr__(self, "k", check_int("k", self.k, 1))
+        if self.mechanism == dpsgd_accounting.MECHANISM:
+            object.__setattr__(self, "sampling_rate",
+                               dpsgd_accounting.check_sampling_rate(self.sampling_rate))
+            object.__setattr__(self, "steps", check_int("steps", self.steps, 1))
+            norm = self.clipping_norm
+            if (isinstance(norm, bool) or not isinstance(norm, numbers.Real)
+                    or not 0.0 < norm < math.inf or self.k != 1):
+                raise ValueError(f"a DP-SGD event needs k 1 and a finite clipping_norm > 0, got "
+                                 f"k {self.k!r} and clipping_norm {norm!r}")
+            object.__setattr__(self, "clipping_norm", float(norm))
+        elif (self.sampling_rate, self.steps, self.clipping_norm) != (1.0, 1, None):
+            raise ValueError(f"sampling_rate, steps and clipping_norm are for DP-SGD events "
+                             f"only; a {self.mechanism!r} event must leave them at 1.0, 1 and "
+                             f"None, got {self.sampling_rate!r}, {self.steps!r} and "
+                             f"{self.clipping_norm!r}")
         if not isinstance(self.source, str):
             raise ValueError(f"source must be a str, got {type(self.source).__name__}")
 
@@ -165,12 +194,21 @@ class PrivacyLedger:
         """
         epsilon = self._epsilons.get(groups)
         if epsilon is None:
-            epsilon = accounting.epsilon_of_groups(groups, self._adjacency, self._delta)
+            if any(group[0] == dpsgd_accounting.MECHANISM for group in groups):
+                epsilon = dpsgd_accounting.epsilon_of_groups(groups, self._adjacency,
+                                                             self._delta)
+            else:
+                epsilon = accounting.epsilon_of_groups(
+                    tuple((m, s, k, n) for m, s, k, _, n in groups), self._adjacency,
+                    self._delta)
             self._epsilons[groups] = epsilon
         return epsilon
 
     def _epsilon(self, events: Iterable[ReleaseEvent]) -> float:
-        return self._epsilon_of(_groups(Counter(_key(e) for e in events)))
+        counts: Counter[_Key] = Counter()
+        for event in events:
+            counts[_key(event)] += event.steps
+        return self._epsilon_of(_groups(counts))
 
     def epsilon_spent(self, start: int = 0) -> float:
         """Epsilon at the ledger's delta of the recorded events from index ``start`` on (all by
@@ -183,14 +221,15 @@ class PrivacyLedger:
     def epsilon_after(self, event: ReleaseEvent, times: int = 1) -> float:
         """Epsilon that would be spent after also recording ``event`` ``times`` times."""
         times = check_int("times", times, 1)
-        return self._epsilon_of(_groups(self._counts, _key(_check_event(event)), times))
+        event = _check_event(event)
+        return self._epsilon_of(_groups(self._counts, _key(event), times * event.steps))
 
     def epsilon_history(self, start: int = 0) -> list[float]:
         """Epsilon spent by the events from ``start`` on, after each of them, in order."""
         counts: Counter[_Key] = Counter()
         history = []
         for event in self._events[check_int("start", start, 0):]:
-            counts[_key(event)] += 1
+            counts[_key(event)] += event.steps
             history.append(self._epsilon_of(_groups(counts)))
         return history
 
@@ -214,7 +253,10 @@ class PrivacyLedger:
         event = _check_event(event)
         times = check_int("times", times, 1)
         _check_mixing(self._seeded_held, event)
-        accounting.check_mechanism_adjacency(event.mechanism, self._adjacency)
+        if event.mechanism == dpsgd_accounting.MECHANISM:
+            dpsgd_accounting.check_adjacency(self._adjacency)
+        else:
+            accounting.check_mechanism_adjacency(event.mechanism, self._adjacency)
         if self._budget is not None:
             after = self.epsilon_after(event, times)
             if after > self._budget:
@@ -223,13 +265,14 @@ class PrivacyLedger:
                     f"{what} refused: epsilon spent {self.epsilon_spent():.6g}, would be "
                     f"{after:.6g} after it, budget {self._budget:.6g} (delta={self._delta:g})")
         if times > 1:
-            self._reserve(_key(event), times)
+            self._reserve(event, times)
 
-    def _reserve(self, key: _Key, times: int) -> None:
-        """Composes the epsilons a run of ``times`` releases of ``key`` will ask for."""
-        series = [(self._counts, j) for j in range(1, times + 1)]
+    def _reserve(self, event: ReleaseEvent, times: int) -> None:
+        """Composes the epsilons a run of ``times`` releases of ``event`` will ask for."""
+        key, steps = _key(event), event.steps
+        series = [(self._counts, j * steps) for j in range(1, times + 1)]
         if self._events:  # the run's own share, from start=len(self): only its events
-            series += [(_EMPTY, j) for j in range(1, times + 1)]
+            series += [(_EMPTY, j * steps) for j in range(1, times + 1)]
         try:
             for counts, j in series:
                 self._epsilon_of(_groups(counts, key, j))
@@ -247,7 +290,7 @@ class PrivacyLedger:
 
     def _append(self, event: ReleaseEvent) -> None:
         self._events.append(event)
-        self._counts[_key(event)] += 1
+        self._counts[_key(event)] += event.steps
         if event.mechanism != NON_PRIVATE:
             self._seeded_held.add(event.seeded)
 
@@ -261,7 +304,7 @@ class PrivacyLedger:
             "delta": self._delta,
             "adjacency": self._adjacency,
             "epsilon_budget": self._budget,
-            "events": [dataclasses.asdict(e) for e in events],
+            "events": [_event_dict(e) for e in events],
         }
 
     @classmethod
@@ -281,12 +324,14 @@ class PrivacyLedger:
             raise ValueError(f"privacy ledger keys must be {sorted(expected)}, got {sorted(data)}")
         ledger = cls(data["delta"], adjacency=data["adjacency"],
                      epsilon_budget=data["epsilon_budget"])
-        fields = {f.name for f in dataclasses.fields(ReleaseEvent)}
+        fields = {f.name for f in dataclasses.fields(ReleaseEvent)} - set(_DPSGD_FIELDS)
         if data["format"] == _FORMAT_V1:
             fields.discard("seeded")
         for item in data["events"]:
-            if not isinstance(item, dict) or set(item) != fields:
-                raise ValueError(f"each ledger event must have exactly the keys {sorted(fields)}")
+            if not isinstance(item, dict) or set(item) not in (fields,
+                                                                fields | set(_DPSGD_FIELDS)):
+                raise ValueError(f"each ledger event must have exactly the keys {sorted(fields)} "
+                                 f"(and {', '.join(_DPSGD_FIELDS)} for DP-SGD steps)")
             if data["format"] == _FORMAT_V1:
                 item = {**item, "seeded": (item["mechanism"] != NON_PRIVATE
                                            and item["source"] != CSPRNG_SOURCE)}
@@ -352,15 +397,24 @@ _EMPTY: Final[Mapping[_Key, int]] = {}
 
 
 def _key(event: ReleaseEvent) -> _Key:
-    return event.mechanism, event.noise_multiplier, event.k
+    return event.mechanism, event.noise_multiplier, event.k, event.sampling_rate
+
+
+def _event_dict(event: ReleaseEvent) -> dict[str, Any]:
+    """The event as JSON values; a PE release omits the DP-SGD fields."""
+    item = dataclasses.asdict(event)
+    if event.mechanism != dpsgd_accounting.MECHANISM:
+        for name in _DPSGD_FIELDS:
+            del item[name]
+    return item
 
 
 def _groups(counts: Mapping[_Key, int], extra: _Key | None = None, times: int = 0) -> _Groups:
-    """The sorted groups of ``counts`` (plus ``times`` events of ``extra``): the key under
-    which ``accounting.epsilon_of_groups`` composes them, and the ledger's table keeps them."""
+    """The sorted groups of ``counts`` (plus ``times`` steps of ``extra``): the key under
+    which the accountant composes them, and the ledger's table keeps them."""
     if extra is not None:
         counts = {**counts, extra: counts.get(extra, 0) + times}
-    return tuple(sorted((m, s, k, n) for (m, s, k), n in counts.items() if n))
+    return tuple(sorted((m, s, k, q, n) for (m, s, k, q), n in counts.items() if n))
 
 
 def _check_mixing(held: set[bool], event: ReleaseEvent) -> None:

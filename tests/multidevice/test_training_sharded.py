@@ -11,7 +11,9 @@ import pytest
 from flax import nnx
 
 from pe_jax.apis.glyphs import GlyphGenerator
-from pe_jax.diffusion import make_schedule, public_data, training
+from pe_jax.diffusion import make_schedule
+from pe_jax.training import diffusion as training
+from pe_jax.training import public_data
 from pe_jax.models.unet import UNet, UNetConfig
 
 pytestmark = pytest.mark.skipif(

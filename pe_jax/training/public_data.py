@@ -2,9 +2,10 @@
 
 The prior may only see public data, so it learns from the glyph simulator
 (``pe_jax.apis.glyphs``): characters drawn in many fonts under random poses, at any
-resolution. A *batch function* maps a PRNG key to ``(images, labels)`` with fixed shapes, so
-the training step draws its batch inside the compiled step and batch ``t`` is a pure function
-of ``fold_in(key, t)``: a resumed run sees exactly the batches of an uninterrupted one.
+resolution. The batch functions follow ``pe_jax.training.loop``'s convention,
+``(key, step) -> (images, labels)`` with fixed shapes (these ignore ``step``), so the training
+step draws its batch inside the compiled step and batch ``t`` is a pure function of its key:
+a resumed run sees exactly the batches of an uninterrupted one.
 
 Two sources: :func:`glyph_batches` renders fresh glyphs for every batch (an endless data set;
 rendering 256 8x8 glyphs takes a few milliseconds), :func:`array_batches` draws from a fixed
@@ -12,19 +13,15 @@ array such as :func:`fixed_glyphs` (a finite data set, for studying memorisation
 that is not rendered on the fly).
 """
 
-from collections.abc import Callable
-
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from pe_jax._checks import check_int, require
 from pe_jax.apis.glyphs import GlyphGenerator
+from pe_jax.training.loop import BatchFn
 
-__all__ = ["BatchFn", "array_batches", "fixed_glyphs", "glyph_batches", "to_model_range"]
-
-BatchFn = Callable[[jax.Array], tuple[jax.Array, jax.Array]]
-"""``key -> (images (B, H, W, C) float32 in [-1, 1], labels (B,) int32)``; jit-compatible."""
+__all__ = ["array_batches", "fixed_glyphs", "glyph_batches", "to_model_range"]
 
 
 def to_model_range(images: jax.Array, channels: int = 1) -> jax.Array:
@@ -38,7 +35,7 @@ def glyph_batches(generator: GlyphGenerator, batch_size: int, channels: int = 1)
     batch_size = check_int("batch_size", batch_size, 1)
     check_int("channels", channels, 1)
 
-    def batch(key: jax.Array) -> tuple[jax.Array, jax.Array]:
+    def batch(key: jax.Array, step: jax.Array) -> tuple[jax.Array, jax.Array]:
         samples = generator.random(key, batch_size, None)
         return to_model_range(generator.images(samples), channels), samples.char
 
@@ -67,7 +64,7 @@ def array_batches(images: np.ndarray, labels: np.ndarray, batch_size: int,
     batch_size = check_int("batch_size", batch_size, 1)
     check_int("channels", channels, 1)
 
-    def batch(key: jax.Array) -> tuple[jax.Array, jax.Array]:
+    def batch(key: jax.Array, step: jax.Array) -> tuple[jax.Array, jax.Array]:
         index = jax.random.randint(key, (batch_size,), 0, images.shape[0])
         return to_model_range(images[index], channels), labels[index]
 

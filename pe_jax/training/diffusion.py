@@ -1,10 +1,11 @@
 """Training a diffusion model on public data: AdamW, an EMA of the weights, resumable checkpoints.
 
-The model is split once with ``nnx.split`` into a graph definition and its parameters; the
-train step is a plain ``jax.jit`` over a :class:`TrainState` (step, parameters, their EMA and
-the optimizer state). Step ``t`` draws its batch, timesteps, noise and dropout from
-``fold_in(key, t)``, so it is a pure function of ``(key, t, state)``: a run resumed from a
-checkpoint takes exactly the steps an uninterrupted run takes and ends with the same weights.
+The step is ``pe_jax.training.loop``'s (a jitted, donated step over a ``TrainState`` of the
+step count, parameters, their EMA and the optimizer state). Step ``t`` draws its batch from
+one half of ``fold_in(key, t)`` and its timesteps, noise and dropout from the other, so it is a
+pure function of ``(key, t, state)``: a run resumed from a checkpoint takes exactly the steps an
+uninterrupted run takes and ends with the same weights. DP-SGD fine-tuning
+(``pe_jax.training.dpsgd``) reuses the optimizer, the loss and the key split.
 
 Checkpoints are orbax ``CheckpointManager`` steps (no pickle) of the whole train state, every
 ``checkpoint_every`` steps and at the end; ``train(..., resume=True)`` continues from the
@@ -21,20 +22,18 @@ import time
 from collections.abc import Callable, Sequence
 
 import jax
-import jax.numpy as jnp
-import numpy as np
 import optax
 import orbax.checkpoint as ocp
 from flax import nnx
-from tqdm.auto import tqdm
 
 from pe_jax import sharding
 from pe_jax._checks import check_int, require
 from pe_jax.diffusion.loss import epsilon_loss
-from pe_jax.diffusion.public_data import BatchFn
 from pe_jax.diffusion.schedules import NoiseSchedule
+from pe_jax.training import loop
 
-__all__ = ["TrainResult", "TrainSettings", "TrainState", "make_optimizer", "train"]
+__all__ = ["TrainResult", "TrainSettings", "diffusion_loss", "make_optimizer", "split_keys",
+           "train"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -77,17 +76,6 @@ class TrainSettings:
                 self.label_dropout)
 
 
-@jax.tree_util.register_dataclass
-@dataclasses.dataclass(frozen=True)
-class TrainState:
-    """Everything that changes during training; ``step`` counts the steps taken."""
-
-    step: jax.Array
-    params: nnx.State
-    ema: nnx.State
-    opt_state: optax.OptState
-
-
 @dataclasses.dataclass(frozen=True)
 class TrainResult:
     """The final state, the EMA model built from it, the logged losses and the wall time.
@@ -96,13 +84,13 @@ class TrainResult:
     taken in this call; ``seconds`` is this call's wall time.
     """
 
-    state: TrainState
+    state: loop.TrainState
     model: nnx.Module
     losses: list[tuple[int, float]]
     seconds: float
 
 
-Callback = Callable[[int, TrainState], None]
+Callback = Callable[[int, loop.TrainState], None]
 """Called after every step with the number of steps taken and the state.
 
 The next step donates the state's buffers, so use it during the call (e.g. sample from
@@ -119,36 +107,30 @@ def make_optimizer(settings: TrainSettings) -> optax.GradientTransformation:
                        optax.adamw(learning_rate, weight_decay=settings.weight_decay))
 
 
-def _state_dict(state: TrainState) -> dict:
-    return {f.name: getattr(state, f.name) for f in dataclasses.fields(state)}
+def diffusion_loss(schedule: NoiseSchedule, label_dropout: float) -> loop.LossFn:
+    """``(model, (images, labels), key) -> epsilon loss`` (``pe_jax.diffusion.epsilon_loss``)."""
+
+    def loss_fn(model: nnx.Module, batch: tuple[jax.Array, jax.Array],
+                key: jax.Array) -> jax.Array:
+        images, labels = batch
+        return epsilon_loss(model, schedule, key, images, labels, label_dropout=label_dropout)
+
+    return loss_fn
 
 
-def _train_step(graphdef: nnx.GraphDef, optimizer: optax.GradientTransformation,
-                batch_fn: BatchFn, settings: TrainSettings,
-                mesh: jax.sharding.Mesh | None) -> Callable:
-    """The jitted ``(state, key, schedule) -> (state, loss)`` of one optimizer step."""
+def split_keys(batch_fn: loop.BatchFn, loss_fn: loop.LossFn) -> tuple[loop.BatchFn, loop.LossFn]:
+    """The batch and the loss on independent halves of the step's key (``split``)."""
 
-    def step(state: TrainState, key: jax.Array, schedule: NoiseSchedule):
-        data_key, loss_key = jax.random.split(jax.random.fold_in(key, state.step))
-        images, labels = batch_fn(data_key)
-        images, labels = sharding.shard_rows((images, labels), mesh)
+    def batch(key, step, *inputs):
+        return batch_fn(jax.random.split(key)[0], step, *inputs)
 
-        def loss_fn(params):
-            return epsilon_loss(nnx.merge(graphdef, params), schedule, loss_key, images, labels,
-                                label_dropout=settings.label_dropout)
+    def loss(model, batch, key):
+        return loss_fn(model, batch, jax.random.split(key)[1])
 
-        loss, grads = jax.value_and_grad(loss_fn)(state.params)
-        updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
-        params = optax.apply_updates(state.params, updates)
-        t = state.step.astype(jnp.float32)
-        decay = jnp.minimum(settings.ema_decay, (1.0 + t) / (10.0 + t))
-        ema = jax.tree.map(lambda e, p: decay * e + (1.0 - decay) * p, state.ema, params)
-        return TrainState(state.step + 1, params, ema, opt_state), loss
-
-    return jax.jit(step, donate_argnums=0)
+    return batch, loss
 
 
-def train(model: nnx.Module, schedule: NoiseSchedule, batch_fn: BatchFn,
+def train(model: nnx.Module, schedule: NoiseSchedule, batch_fn: loop.BatchFn,
           settings: TrainSettings, *, key: jax.Array, checkpoint_dir: str | pathlib.Path,
           resume: bool = False, mesh: jax.sharding.Mesh | None = None,
           callbacks: Sequence[Callback] = (), progress: bool = True) -> TrainResult:
@@ -158,7 +140,8 @@ def train(model: nnx.Module, schedule: NoiseSchedule, batch_fn: BatchFn,
       model: an NNX noise predictor ``model(x, t, labels, dropout_key=...)`` with a
         ``config.num_classes`` (the UNet of ``pe_jax.models.unet``); it is not modified.
       schedule: the training noise schedule.
-      batch_fn: ``key -> (images in [-1, 1], labels)`` (``pe_jax.diffusion.public_data``).
+      batch_fn: ``(key, step) -> (images in [-1, 1], labels)``
+        (``pe_jax.training.public_data``).
       settings: optimisation settings.
       key: the run's base key; step ``t`` uses ``fold_in(key, t)``.
       checkpoint_dir: the orbax ``CheckpointManager`` folder of the train state.
@@ -170,14 +153,12 @@ def train(model: nnx.Module, schedule: NoiseSchedule, batch_fn: BatchFn,
       progress: show a progress bar with the loss.
     """
     graphdef, params = nnx.split(model)
-    params = jax.tree.map(jnp.copy, params)  # the step donates its state; keep model's own
     optimizer = make_optimizer(settings)
-    state = TrainState(jnp.zeros((), jnp.int32), params, jax.tree.map(jnp.copy, params),
-                       optimizer.init(params))
-    # Automatic (GSPMD) propagation over the mesh's devices: the model needs no explicit
-    # sharding annotations, whatever axis types the caller's mesh has.
     mesh = sharding.auto(mesh)
-    state = sharding.replicate(state, mesh)
+    state = loop.init_state(params, optimizer, ema=True, mesh=mesh)
+    batch, loss = split_keys(batch_fn, diffusion_loss(schedule, settings.label_dropout))
+    step_fn = loop.make_step(graphdef, optimizer, batch, loss, ema_decay=settings.ema_decay,
+                             mesh=mesh)
     options = ocp.CheckpointManagerOptions(max_to_keep=2, enable_async_checkpointing=False)
     start = time.perf_counter()
     with ocp.CheckpointManager(pathlib.Path(checkpoint_dir).absolute(), options=options) as manager:
@@ -186,25 +167,12 @@ def train(model: nnx.Module, schedule: NoiseSchedule, batch_fn: BatchFn,
                 "a folder without checkpoints unless resume=True",
                 f"{str(checkpoint_dir)!r} with a checkpoint at step {latest}")
         if latest is not None:
-            target = jax.tree.map(ocp.utils.to_shape_dtype_struct, _state_dict(state))
-            state = TrainState(**manager.restore(latest, args=ocp.args.StandardRestore(target)))
-        step_fn = _train_step(graphdef, optimizer, batch_fn, settings, mesh)
-        first = int(state.step)
-        losses, window = [], []
-        bar = tqdm(initial=first, total=settings.steps, desc="train", unit="step",
-                   disable=not progress)
-        for done in range(first + 1, settings.steps + 1):
-            state, loss = step_fn(state, key, schedule)
-            window.append(loss)
-            if done % settings.log_every == 0 or done == settings.steps:
-                losses.append((done, float(np.mean(jax.device_get(window)))))
-                window = []
-                bar.set_postfix(loss=f"{losses[-1][1]:.4f}")
-            if done % settings.checkpoint_every == 0 or done == settings.steps:
-                manager.save(done, args=ocp.args.StandardSave(_state_dict(state)))
-            bar.update()
-            for callback in callbacks:
-                callback(done, state)
-        bar.close()
+            target = jax.tree.map(ocp.utils.to_shape_dtype_struct, state.to_dict())
+            state = loop.TrainState(
+                **manager.restore(latest, args=ocp.args.StandardRestore(target)))
+        state, losses = loop.fit(
+            step_fn, state, key=key, steps=settings.steps, log_every=settings.log_every,
+            save=lambda done, s: manager.save(done, args=ocp.args.StandardSave(s.to_dict())),
+            save_every=settings.checkpoint_every, callbacks=callbacks, progress=progress)
     return TrainResult(state, nnx.merge(graphdef, state.ema), losses,
                        time.perf_counter() - start)

@@ -1,0 +1,191 @@
+"""DP-SGD fine-tuning (pe_jax.training.dpsgd, pe-jax dp-finetune): clipping, noise scale,
+accounting in the ledger, exact resume, the privacy report, the canary audit, and a tiny
+end-to-end run on the digits."""
+
+import dataclasses
+import json
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+
+from pe_jax import checkpoints, cli, privacy
+from pe_jax.audit.dpsgd_audit import DPSGDControl, dpsgd_audit
+from pe_jax.data import load_sklearn_digits
+from pe_jax.diffusion import epsilon_loss, make_schedule
+from pe_jax.models.unet import UNet, UNetConfig
+from pe_jax.privacy import dpsgd_accounting
+from pe_jax.resume import RunCheckpoint, build_fingerprint
+from pe_jax.training import dpsgd
+from pe_jax.training.diffusion import TrainSettings
+from pe_jax.training.public_data import to_model_range
+
+TINY = UNetConfig(resolution=8, channels=1, base_width=8, width_multipliers=(1,),
+                  blocks_per_level=1, attention_resolutions=(), num_classes=10, norm_groups=4)
+SCHEDULE = {"kind": "cosine", "num_steps": 100}
+
+
+@dataclasses.dataclass(frozen=True)
+class _DenoiserConfig:
+    num_classes: int = 10
+
+
+class _LinearDenoiser(nnx.Module):
+    """The smallest noise predictor with the UNet's interface (it compiles in a second): a
+    linear map of the noisy pixels, the timestep and the one-hot label."""
+
+    def __init__(self, rngs: nnx.Rngs):
+        self.config = _DenoiserConfig()
+        self.dense = nnx.Linear(64 + 1 + 11, 64, rngs=rngs)
+
+    def __call__(self, x, t, labels=None, *, dropout_key=None):
+        n = x.shape[0]
+        labels = jnp.full((n,), 10) if labels is None else labels
+        features = jnp.concatenate([x.reshape(n, -1), t[:, None] / 100.0,
+                                    jax.nn.one_hot(labels, 11)], axis=1)
+        return self.dense(features).reshape(x.shape)
+
+
+def _linear_loss(w, batch, key):
+    """A row's gradient is the row itself."""
+    return jnp.sum(batch[0] @ w)
+
+
+def test_clipping_bound_is_honoured_per_example():
+    rng = np.random.default_rng(0)
+    small = rng.normal(size=(3, 5)).astype(np.float32)
+    small *= 0.5 / np.linalg.norm(small, axis=1, keepdims=True)  # norm 0.5 < clip 1
+    exploding = np.full((1, 5), 1e6, np.float32)
+    padding_row = np.full((1, 5), -1e6, np.float32)
+    rows = jnp.asarray(np.concatenate([small, exploding, padding_row]))
+    padding = jnp.asarray([False] * 4 + [True])
+    batch = (rows, jnp.zeros(5, jnp.int32), padding)
+    loss, grads = dpsgd.dp_grad(1.0)(_linear_loss, jnp.ones(5), batch, jax.random.key(0))
+    # The small rows pass whole, the exploding one is scaled to norm 1, padding adds nothing.
+    expected = small.sum(0) + exploding[0] / np.linalg.norm(exploding[0])
+    np.testing.assert_allclose(grads, expected, rtol=1e-5)
+    assert abs(float(loss) - float((small.sum() + exploding.sum()) / 4)) < 1e-3 * 5e6 / 4
+
+
+def test_noise_scale_matches_the_calibration():
+    rate, steps, target, delta = 0.05, 100, 2.0, 1e-5
+    sigma = dpsgd_accounting.noise_multiplier(target, delta, rate, steps)
+    assert dpsgd_accounting.epsilon(sigma, rate, steps, delta) <= target
+    assert dpsgd_accounting.epsilon(sigma * 0.99, rate, steps, delta) > target
+    settings = dpsgd.DPSGDSettings(TrainSettings(steps=steps), sampling_rate=rate,
+                                   expected_batch_size=10.0, clipping_norm=0.5,
+                                   noise_multiplier=sigma)
+    zeros = {"a": jnp.zeros((100_000,)), "b": jnp.zeros((50, 1000))}
+    privatizer = dpsgd.privatizer(settings, jnp.asarray([1, 2], jnp.uint32))
+    state = privatizer.init(zeros)
+    first, state = privatizer.update(zeros, state)
+    second, _ = privatizer.update(zeros, state)
+    flat = np.concatenate([np.ravel(x) for x in jax.tree.leaves(first)])
+    want = sigma * 0.5 / 10.0  # noise multiplier x clipping norm / expected batch size
+    assert abs(flat.std() / want - 1) < 0.01 and abs(flat.mean()) < 0.01 * want
+    again = np.concatenate([np.ravel(x) for x in jax.tree.leaves(second)])
+    assert abs(np.corrcoef(flat, again)[0, 1]) < 0.01  # the key moves on: fresh noise
+
+
+def test_ledger_composes_dpsgd_segments_and_keeps_pe_files_unchanged(tmp_path):
+    settings = dpsgd.DPSGDSettings(TrainSettings(steps=30), sampling_rate=0.1,
+                                   expected_batch_size=5.0, clipping_norm=2.0,
+                                   noise_multiplier=1.5)
+    ledger = privacy.PrivacyLedger.open(tmp_path / "ledger.json", delta=1e-5)
+    for steps in (10, 10, 10):
+        ledger.record(settings.event(steps, "test", seeded=False))
+    assert ledger.epsilon_spent() == pytest.approx(
+        dpsgd_accounting.epsilon(1.5, 0.1, 30, 1e-5), rel=1e-9)
+    saved = json.loads((tmp_path / "ledger.json").read_text())
+    assert saved["events"][0] | {"steps": 10} == saved["events"][0]
+    assert {"mechanism": "DP-SGD", "sampling_rate": 0.1, "clipping_norm": 2.0}.items() \
+        <= saved["events"][0].items()
+    assert privacy.PrivacyLedger.from_dict(saved).epsilon_spent() == ledger.epsilon_spent()
+    pe = privacy.PrivacyLedger(1e-5)
+    pe.record(privacy.ReleaseEvent("gaussian", 2.0))
+    assert set(pe.to_dict()["events"][0]) == {"mechanism", "noise_multiplier", "k", "source",
+                                              "seeded"}
+    with pytest.raises(ValueError, match="DP-SGD events only"):
+        privacy.ReleaseEvent("gaussian", 2.0, sampling_rate=0.5)
+    with pytest.raises(ValueError, match="clipping_norm"):
+        privacy.ReleaseEvent("DP-SGD", 2.0, sampling_rate=0.5)
+    with pytest.raises(ValueError, match="add_remove"):
+        privacy.PrivacyLedger(1e-5, adjacency="replace_one").record(
+            settings.event(1, "test", seeded=False))
+
+
+def test_audit_passes_the_real_step_and_flags_the_no_noise_control():
+    real = dpsgd_audit(noise_multiplier=1.0, runs=1000)
+    broken = dpsgd_audit(DPSGDControl.NO_NOISE, noise_multiplier=1.0, runs=1000)
+    assert not real.mu_flagged and not real.epsilon_flagged and real.mu_lower > 0.3
+    assert broken.mu_flagged and broken.mu_lower > 3 * broken.mu_claimed
+
+
+def test_finetune_on_digits_lowers_the_loss_and_resumes_exactly(tmp_path):
+    private, heldout = load_sklearn_digits().split(0.25)
+    images, labels = to_model_range(private.images[:200]), jnp.asarray(private.labels[:200])
+    settings = dpsgd.DPSGDSettings(
+        TrainSettings(steps=60, learning_rate=0.02, warmup_steps=1, ema_decay=0.0,
+                      checkpoint_every=30, log_every=30),
+        sampling_rate=0.25, expected_batch_size=50.0, clipping_norm=1.0, noise_multiplier=0.5,
+        pad_multiple=64)
+    fingerprint = build_fingerprint({"test": True}, "private", "public")
+    (tmp_path / "a").mkdir(), (tmp_path / "b").mkdir()
+    resumed = RunCheckpoint.create(tmp_path / "b", fingerprint, {})
+    ledgers = [privacy.PrivacyLedger(1e-5), privacy.PrivacyLedger(1e-5)]
+
+    def interrupt_after_30(done, state):  # what an interruption after step 30 leaves on disk
+        if done == 30:
+            resumed.save(state, 30, 30, None)
+            ledgers[1].record(ledgers[0].events[0])
+
+    def run(ledger, checkpoint, recorded, callbacks):
+        return dpsgd.finetune(
+            _LinearDenoiser(nnx.Rngs(0)), make_schedule(**SCHEDULE), images, labels, settings,
+            key=jax.random.key(1), noise_key=jnp.asarray([3, 4], jnp.uint32), sampler_seed=5,
+            ledger=ledger, recorded_steps=recorded, source="test", seeded=True,
+            checkpoint=checkpoint, callbacks=callbacks)
+
+    whole = run(ledgers[0], RunCheckpoint.create(tmp_path / "a", fingerprint, {}), 0,
+                (interrupt_after_30,))
+    second_half = run(ledgers[1], RunCheckpoint.open(tmp_path / "b", fingerprint), 30, ())
+    for a, b in zip(jax.tree.leaves(whole.state), jax.tree.leaves(second_half.state)):
+        np.testing.assert_array_equal(a, b)
+    assert ledgers[0].to_dict() == ledgers[1].to_dict() and len(ledgers[0]) == 2
+    assert [s for s, _ in second_half.losses] == [60] and whole.losses[-1] == second_half.losses[0]
+    # On held-out digits (never trained on), the fine-tuned model's loss is lower.
+    x, y = to_model_range(heldout.images), jnp.asarray(heldout.labels)
+    loss = jax.jit(lambda m: epsilon_loss(m, make_schedule(**SCHEDULE), jax.random.key(0), x,
+                                          y, label_dropout=0.0))
+    before, after = float(loss(_LinearDenoiser(nnx.Rngs(0)))), float(loss(whole.model))
+    print(f"held-out epsilon loss: initial {before:.4f}, fine-tuned {after:.4f}")
+    assert after < 0.8 * before, (before, after)
+
+
+def test_dp_finetune_on_digits_writes_the_outputs_of_a_run(tmp_path, capsys):
+    prior = tmp_path / "prior"
+    checkpoints.save(prior, UNet(TINY, rngs=nnx.Rngs(0)),
+                     {"unet": TINY.to_dict(), "schedule": SCHEDULE, "command": "test"})
+    out = tmp_path / "run"
+    sets = ["prior=" + str(prior), "epsilon=8.0", "samples_per_class=3", "sample_steps=2",
+            "metrics=fid", "dpsgd.steps=20", "dpsgd.batch_size=100", "dpsgd.learning_rate=0.01",
+            "dpsgd.warmup_steps=0", "dpsgd.checkpoint_every=10", "dpsgd.pad_multiple=128"]
+    argv = ["dp-finetune", "--quiet", "--out", str(out)]
+    assert cli.main(argv + [f"--set={s}" for s in sets]) == 0
+    assert "DP-SGD steps" in capsys.readouterr().out
+    report = json.loads((out / "privacy.json").read_text())
+    assert report["differentially_private"] and report["complete"]
+    assert 7.0 < report["epsilon"] <= 8.0 and report["mechanism"] == ["DP-SGD"]
+    dp = report["dp_sgd"]
+    assert dp["steps"] == 20 and dp["clipping_norm"] == 1.0 and dp["sampling_rate"] == 100 / 1335
+    assert dp["noise_multiplier"] == report["noise_multiplier"][0] and report["iterations"] == 2
+    assert "os.urandom" in dp["noise_source"] and "labels" in report["private_data"]
+    assert "DP-SGD steps" in (out / "privacy.txt").read_text()
+    with np.load(out / "samples.npz") as saved:
+        assert saved["images"].shape == (30, 8, 8, 1)
+        np.testing.assert_array_equal(saved["labels"], np.repeat(np.arange(10), 3))
+    assert (out / "samples.png").is_file() and (out / "metrics").is_dir()
+    assert not (out / ".resume").exists() and not (out / "INCOMPLETE.txt").exists()
+    assert checkpoints.load_metadata(out / "checkpoint")["dp_sgd"] == dp
