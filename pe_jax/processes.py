@@ -80,11 +80,15 @@ def combined_sha256(digest: str) -> str:
     data that each process holds its share of. A single process's digest is returned as is."""
     if not multiprocess():
         return digest
+    return hashlib.sha256(_digests(digest).tobytes()).hexdigest()
+
+
+def _digests(digest: str) -> np.ndarray:
+    """``(process_count, bytes)`` uint8: every process's ``digest`` (hex), in process order."""
     from jax.experimental import multihost_utils
 
     mine = np.frombuffer(bytes.fromhex(digest), np.uint8)
-    every = np.asarray(multihost_utils.process_allgather(mine))
-    return hashlib.sha256(every.tobytes()).hexdigest()
+    return np.asarray(multihost_utils.process_allgather(mine))
 
 
 def check_same(digest: str, what: str) -> None:
@@ -92,10 +96,7 @@ def check_same(digest: str, what: str) -> None:
     ``what``, e.g. of its config: the processes of one run must run the same thing."""
     if not multiprocess():
         return
-    from jax.experimental import multihost_utils
-
-    mine = np.frombuffer(bytes.fromhex(digest), np.uint8)
-    every = np.asarray(multihost_utils.process_allgather(mine))
+    every = _digests(digest)
     differ = [i for i, other in enumerate(every) if not np.array_equal(other, every[0])]
     if differ:
         raise ValueError(f"{what} differs between process 0 and process(es) {differ}: every "

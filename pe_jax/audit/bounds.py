@@ -36,6 +36,7 @@ __all__ = [
     "clopper_pearson_upper",
     "gdp_mu_lower_bound",
     "epsilon_lower_bound",
+    "mu_and_epsilon_lower",
     "split_threshold_bound",
     "one_run_p_value",
     "one_run_epsilon_lower_bound",
@@ -182,3 +183,18 @@ def one_run_mu_lower_bound(m: int, r: int, v: int, confidence: float) -> float:
         last = int(np.flatnonzero(rejected(grid)).max())
         lo, hi = grid[last], grid[last + 1]
     return float(lo)
+
+
+def mu_and_epsilon_lower(null: np.ndarray, alt: np.ndarray, *, delta: float,
+                         confidence: float) -> tuple[float, float]:
+    """Lower bounds on mu (GDP) and on epsilon at ``delta`` from one audit's scores.
+
+    A Gaussian shift gives the same mu at every threshold, so the mu test stays central,
+    where the rates are estimated best; epsilon needs the tails.
+    """
+    mu_lower, _ = split_threshold_bound(null, alt, gdp_mu_lower_bound, confidence=confidence,
+                                        tail=0.05)
+    eps_lower, _ = split_threshold_bound(
+        null, alt, lambda fpr, fnr: epsilon_lower_bound(fpr, fnr, delta),
+        confidence=confidence, tail=0.005)
+    return mu_lower, eps_lower

@@ -115,11 +115,8 @@ def dpsgd_audit(control: DPSGDControl = DPSGDControl.NONE, *, noise_multiplier: 
     require(0.5 < confidence < 1, "confidence", "in (0.5, 1)", confidence)
     null, alt = run_scores(control, noise_multiplier=noise_multiplier, steps=steps, runs=runs,
                            seed=seed)
-    mu_lower, _ = bounds.split_threshold_bound(null, alt, bounds.gdp_mu_lower_bound,
-                                               confidence=confidence, tail=0.05)
-    eps_lower, _ = bounds.split_threshold_bound(
-        null, alt, lambda fpr, fnr: bounds.epsilon_lower_bound(fpr, fnr, delta),
-        confidence=confidence, tail=0.005)
+    mu_lower, eps_lower = bounds.mu_and_epsilon_lower(null, alt, delta=delta,
+                                                      confidence=confidence)
     return AuditResult(
         name="DP-SGD step", control=control.value, k=1, runs=runs,
         mu_claimed=claimed_mu(noise_multiplier, steps), mu_lower=mu_lower,

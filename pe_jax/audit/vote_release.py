@@ -153,13 +153,8 @@ def vote_release_audit(control: Control = Control.NONE, *, noise_multiplier: flo
     require(0.5 < confidence < 1, "confidence", "in (0.5, 1)", confidence)
     null, alt = run_scores(control, noise_multiplier=noise_multiplier, iterations=iterations,
                            runs=runs, k=k, rng=np.random.default_rng(seed))
-    # A Gaussian shift gives the same mu at every threshold, so the mu test stays central,
-    # where the rates are estimated best; epsilon needs the tails.
-    mu_lower, _ = bounds.split_threshold_bound(null, alt, bounds.gdp_mu_lower_bound,
-                                               confidence=confidence, tail=0.05)
-    eps_lower, _ = bounds.split_threshold_bound(
-        null, alt, lambda fpr, fnr: bounds.epsilon_lower_bound(fpr, fnr, delta),
-        confidence=confidence, tail=0.005)
+    mu_lower, eps_lower = bounds.mu_and_epsilon_lower(null, alt, delta=delta,
+                                                      confidence=confidence)
     return AuditResult(
         name="vote release", control=control.value, k=k, runs=runs,
         mu_claimed=claimed_mu(noise_multiplier, iterations), mu_lower=mu_lower,

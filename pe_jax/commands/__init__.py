@@ -6,8 +6,14 @@ A command module defines ``NAME`` (the word typed after ``pe-jax``), ``HELP`` (o
 """
 
 import argparse
+import contextlib
 import datetime
 import pathlib
+import signal
+from collections.abc import Iterator
+
+INTERRUPTED_STATUS = 130
+"""The exit status of a command stopped by Ctrl-C or SIGTERM (128 + SIGINT)."""
 
 OUT_HELP = "a new output folder (default: outputs/<config name>-<UTC time>)"
 
@@ -27,3 +33,18 @@ def output_dir(out: str | None, config_name: str) -> pathlib.Path:
     """``--out``, or ``outputs/<config name>-<UTC time>`` when it was not given."""
     stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%d-%H%M%S")
     return pathlib.Path(out or f"outputs/{config_name}-{stamp}")
+
+
+def _raise_interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+@contextlib.contextmanager
+def sigterm_interrupts() -> Iterator[None]:
+    """Inside, SIGTERM ends a command the way Ctrl-C does (a ``KeyboardInterrupt``), so the
+    command's own interrupt handling (what it saved, how to continue) runs for both."""
+    previous = signal.signal(signal.SIGTERM, _raise_interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)

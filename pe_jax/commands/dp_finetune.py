@@ -29,7 +29,6 @@ import argparse
 import json
 import os
 import pathlib
-import signal
 import sys
 import time
 from typing import TYPE_CHECKING
@@ -37,7 +36,8 @@ from typing import TYPE_CHECKING
 import ml_collections
 
 from pe_jax._checks import check_int, require
-from pe_jax.commands import add_config_arguments, output_dir
+from pe_jax.commands import (INTERRUPTED_STATUS, add_config_arguments, output_dir,
+                             sigterm_interrupts)
 from pe_jax.configs import CONFIG_DIR, load_config, load_saved_config
 
 if TYPE_CHECKING:
@@ -51,7 +51,6 @@ CONFIG_FILE = "config.json"
 LEDGER_FILE = "ledger.json"
 INCOMPLETE_FILE = "INCOMPLETE.txt"
 MODEL_DIR = "checkpoint"
-INTERRUPTED_STATUS = 130
 NOISE_SOURCE = ("jax.random (threefry2x32) float32 Gaussian noise, keyed by 64 bits from "
                 "os.urandom")
 NOISE_MEANS = (
@@ -89,25 +88,18 @@ def execute(args: argparse.Namespace) -> int:
     else:
         config = load_config(args.config, args.set)
         out = output_dir(args.out, config.name)
-    previous = signal.signal(signal.SIGTERM, _interrupt)
     try:
-        report = dp_finetune(config, out, resume=args.resume is not None,
-                             progress=not args.quiet)
+        with sigterm_interrupts():
+            report = dp_finetune(config, out, resume=args.resume is not None,
+                                 progress=not args.quiet)
     except KeyboardInterrupt:
         print(f"pe-jax: interrupted; continue with: pe-jax {NAME} --resume {out}",
               file=sys.stderr)
         return INTERRUPTED_STATUS
-    finally:
-        signal.signal(signal.SIGTERM, previous)
     dp = report["dp_sgd"]
     print(f"wrote {out}: {reporting.guarantee(report)}, {dp['steps']} DP-SGD steps, "
           f"sampling rate {dp['sampling_rate']:.4g}, sigma = {dp['noise_multiplier']:.4g}")
     return 0
-
-
-def _interrupt(signum: int, frame: object) -> None:
-    """SIGTERM ends the run the way Ctrl-C does."""
-    raise KeyboardInterrupt
 
 
 def validate_config(config: ml_collections.ConfigDict) -> None:

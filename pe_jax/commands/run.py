@@ -22,14 +22,14 @@ import hashlib
 import json
 import math
 import pathlib
-import signal
 import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import ml_collections
 
-from pe_jax.commands import add_config_arguments, distributed, output_dir
+from pe_jax.commands import (INTERRUPTED_STATUS, add_config_arguments, distributed, output_dir,
+                             sigterm_interrupts)
 from pe_jax.configs import DEFAULT_CONFIG, load_config, load_saved_config
 
 if TYPE_CHECKING:
@@ -46,7 +46,6 @@ ADJACENCY = "add_remove"
 CONFIG_FILE = "config.json"
 LEDGER_FILE = "ledger.json"
 INCOMPLETE_FILE = "INCOMPLETE"
-INTERRUPTED_STATUS = 130
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -95,11 +94,11 @@ def execute(args: argparse.Namespace) -> int:
     else:
         config = load_config(args.config, args.set)
         out = output_dir(args.out, config.name)
-    previous = signal.signal(signal.SIGTERM, _interrupt)
     try:
-        report = run_command(config, out, progress=not args.quiet, ledger_path=args.ledger,
-                             ledger_budget=args.ledger_budget, resume=args.resume is not None,
-                             devices=args.devices)
+        with sigterm_interrupts():
+            report = run_command(config, out, progress=not args.quiet, ledger_path=args.ledger,
+                                 ledger_budget=args.ledger_budget,
+                                 resume=args.resume is not None, devices=args.devices)
     except KeyboardInterrupt:
         if processes.is_writer():
             print(_interrupted(out), file=sys.stderr)
@@ -107,8 +106,6 @@ def execute(args: argparse.Namespace) -> int:
     except Exception as error:
         processes.stop_on_error(error)  # a multi-process run: no waiting for the others
         raise
-    finally:
-        signal.signal(signal.SIGTERM, previous)
     if not processes.is_writer():
         return 0
     print(f"wrote {out}: {reporting.guarantee(report)}, T = {report['iterations']}, "
@@ -118,11 +115,6 @@ def execute(args: argparse.Namespace) -> int:
         print(f"ledger {composed['ledger_file']}: {composed['releases']} releases in all, "
               f"{reporting.composed_total(report)}")
     return 0
-
-
-def _interrupt(signum: int, frame: object) -> None:
-    """SIGTERM ends the run the way Ctrl-C does."""
-    raise KeyboardInterrupt
 
 
 def _interrupted(out: pathlib.Path) -> str:
