@@ -12,10 +12,10 @@ final samples) with its standard error over the runs, the mean FID in the shippe
 space, and each run's accuracy (fold 1 first; the folds' test halves differ, so levers are
 best compared run by run).
 
-Everything not named by a lever is the generator's default config
-(``pe_jax/configs/digits.py`` for ``glyphs``, ``digits_diffusion.py`` for ``diffusion``):
-T = 10, 100 samples per class, threshold 0, ``sample`` selection, its geometric degree
-schedule. ``inf`` in ``--epsilons`` is the non-private baseline (clean histograms). The noise
+Everything not named by a lever is the generator's config
+(``pe_jax/configs/digits_glyphs.py`` for ``glyphs``, ``digits.py`` for ``diffusion``) with
+``threshold_sigmas = 0``, the base this sweep chose ``thr1`` against: T = 10, 100 samples per
+class, threshold 0, ``sample`` selection, its geometric degree schedule. ``inf`` in ``--epsilons`` is the non-private baseline (clean histograms). The noise
 multiplier is calibrated for each lever's own T (the T releases of its ledger). Levers:
 
 * ``base``: the default config;
@@ -41,7 +41,9 @@ from pe_jax import evolve, population, privacy
 from pe_jax.apis.factory import make_generator
 from pe_jax.configs import load_config
 
-CONFIGS = {"glyphs": "pe_jax/configs/digits.py", "diffusion": "pe_jax/configs/digits_diffusion.py"}
+CONFIGS = {"glyphs": "pe_jax/configs/digits_glyphs.py", "diffusion": "pe_jax/configs/digits.py"}
+BASE = ["pe.threshold_sigmas=0"]
+"""The sweep's base: the configs as they were before it chose ``thr1`` for the default."""
 
 LEVERS = {
     "base": {},
@@ -112,7 +114,7 @@ def main() -> None:
                         help="key and noise seed of the first repeat (more runs of a setting)")
     args = parser.parse_args()
 
-    config = load_config(CONFIGS[args.generator])
+    config = load_config(CONFIGS[args.generator], BASE)
     harness = Harness.create()
     classes = harness.held_out.num_classes
     generator, _ = make_generator(config.generator, harness.held_out.class_names,

@@ -26,7 +26,7 @@ def test_run_writes_samples_grid_and_privacy_report(tmp_path, capsys):
     assert report["mechanism"] == ["discrete_gaussian"]
     assert report["randomness"] == ["os.urandom (CSPRNG)"]
     assert report["public"]["samples_per_class"]["values"] == [10] * 10
-    assert report["public"]["generator"]["fonts"]
+    assert report["public"]["generator"]["training_data"]["fonts"]
     assert report["jax"]["backend"] == "cpu"
     assert report["sensitivity"].startswith("L2 1 per iteration")
     cumulative = report["epsilon_cumulative"]  # epsilon spent after each iteration

@@ -15,13 +15,13 @@ tfds = pytest.importorskip("tensorflow_datasets")
 
 from tfds_mock import mock_tfds  # noqa: E402
 
-SHIPPED = ("digits", "digits_diffusion", "fashion_mnist", "cifar10", "camelyon17")
+SHIPPED = ("digits", "digits_glyphs", "fashion_mnist", "cifar10", "camelyon17")
 TINY_RUN = ["--set", "pe.iterations=1", "--set", "pe.samples_per_class=1",
             "--set", "generator.steps=1", "--set", "metrics.names=", "--quiet"]
 
 
 def test_dotted_overrides_are_typed_and_nested():
-    config = load_config(DEFAULT_CONFIG, [
+    config = load_config(CONFIG_DIR / "digits_glyphs.py", [
         "pe.k=3", "privacy.epsilon=1", "pe.keep_selected=true", "data.class_names=[\"a\"]",
         "generator.glyph_priors.rotation.std=0.5", "metrics.names=accuracy"])
     assert config.pe.k == 3 and isinstance(config.pe.k, int)
@@ -85,7 +85,8 @@ def test_every_pe_key_reaches_pe_config():
     pe = load_config(DEFAULT_CONFIG, ["pe.k=2", "pe.lookahead=1", "pe.iterations=3"]).pe
     config = build.pe_config(pe, noise_multiplier=2.0, non_private=False, num_classes=4)
     assert (config.k, config.lookahead, config.samples_per_class) == (2, 1, (100,) * 4)
-    assert config.degrees == evolve.degree_schedule(0.6, 0.15, 3, "geometric")
+    assert config.degrees == evolve.degree_schedule(0.6, 0.2, 3, "geometric")
+    assert config.threshold_value == 2.0  # threshold 0 + threshold_sigmas 1 * sigma 2
 
 
 @pytest.mark.parametrize("name", SHIPPED)

@@ -1,4 +1,4 @@
-"""PE with the shipped diffusion prior as its generator (pe_jax/configs/digits_diffusion.py)."""
+"""PE with the shipped diffusion prior as its generator (the default, configs/digits.py)."""
 
 import json
 
@@ -20,7 +20,7 @@ DIGIT_NAMES = tuple("0123456789")
 
 @pytest.fixture(scope="module")
 def config():
-    return load_config(CONFIG_DIR / "digits_diffusion.py", ["generator.steps=10"])
+    return load_config(CONFIG_DIR / "digits.py", ["generator.steps=10"])
 
 
 def test_shipped_prior_is_small_and_records_how_it_was_made():
@@ -41,7 +41,7 @@ def test_make_generator_builds_both_generators(config):
     assert isinstance(generator, DiffusionGenerator) and isinstance(generator, Generator)
     assert described["name"] == "diffusion" and described["training_data"]["fonts"]
     assert described["sampling"] == {"steps": 10, "guidance": config.generator.guidance}
-    glyph_config = load_config(CONFIG_DIR / "digits.py")
+    glyph_config = load_config(CONFIG_DIR / "digits_glyphs.py")
     glyphs, described = make_generator(glyph_config.generator, DIGIT_NAMES, (8, 8, 1))
     assert isinstance(glyphs, GlyphGenerator) and described["fonts"] == list(glyphs.fonts)
 
@@ -53,10 +53,10 @@ def test_make_generator_refuses_a_prior_of_other_classes_or_size(config, class_n
                                                                   shape, match):
     with pytest.raises(ValueError, match=match):
         make_generator(config.generator, class_names, shape)
-    config = load_config(CONFIG_DIR / "digits_diffusion.py", ["generator.name=gan"])
+    config = load_config(CONFIG_DIR / "digits.py", ["generator.name=gan"])
     with pytest.raises(ValueError, match="generator.name"):
         make_generator(config.generator, DIGIT_NAMES, (8, 8, 1))
-    glyphs = load_config(CONFIG_DIR / "digits.py").generator
+    glyphs = load_config(CONFIG_DIR / "digits_glyphs.py").generator
     with pytest.raises(ValueError, match="glyphs draws grey square images"):
         make_generator(glyphs, DIGIT_NAMES, (8, 8, 3))
 
@@ -96,11 +96,11 @@ def test_pe_with_the_shipped_prior_moves_toward_private_digits(config):
     assert end < 0.9 * start, (start, end)
 
 
-def test_pe_jax_run_with_the_diffusion_config(tmp_path):
+def test_the_default_run_uses_the_diffusion_prior_and_a_one_sigma_threshold(tmp_path):
     from pe_jax import cli
 
     out = tmp_path / "run"
-    assert cli.main(["run", "--config", str(CONFIG_DIR / "digits_diffusion.py"), "--out", str(out),
+    assert cli.main(["run", "--out", str(out),
                      "--set", "pe.iterations=1", "--set", "pe.samples_per_class=4",
                      "--set", "generator.steps=4", "--quiet"]) == 0
     report = json.loads((out / "privacy.json").read_text())
@@ -109,3 +109,5 @@ def test_pe_jax_run_with_the_diffusion_config(tmp_path):
     priors = report["public"]["generator"]["training_data"]["priors"]
     assert priors["origin"]["reference_rows"] == 462  # fitted to the held-out digits only
     assert np.load(out / "samples.npz")["images"].shape == (40, 8, 8, 1)
+    [sigma] = report["noise_multiplier"]  # H = threshold 0 + 1 sigma (sweep_quality's choice)
+    assert report["public"]["settings"]["threshold"] == pytest.approx(sigma) and sigma > 1

@@ -11,7 +11,7 @@ from pe_jax.apis import glyph_priors
 from pe_jax.apis.factory import make_generator
 from pe_jax.apis.glyphs import (DEFAULT_PRIORS, DEFAULT_PRIORS_ORIGIN, PARAMETERS, GlyphGenerator,
                                 ParamPrior, describe_priors, discover_fonts)
-from pe_jax.configs import DEFAULT_CONFIG, load_config
+from pe_jax.configs import CONFIG_DIR, load_config
 from pe_jax.data import (HELDOUT_SALT, TUNING_HELDOUT, LabelledImages, heldout_mask,
                          load_sklearn_digits)
 
@@ -104,7 +104,7 @@ def test_describe_priors_names_the_origin():
 
 
 def test_run_configs_carry_the_priors_they_use():
-    config = load_config(DEFAULT_CONFIG).generator
+    config = load_config(CONFIG_DIR / "digits_glyphs.py").generator
     assert {name: dict(p) for name, p in config.glyph_priors.items()} == {
         name: p._asdict() for name, p in DEFAULT_PRIORS.items()}
     config.glyph_priors.rotation.std = 0.05

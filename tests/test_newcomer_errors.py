@@ -13,12 +13,13 @@ import pytest
 
 from pe_jax import checkpoints, cli, evolve
 from pe_jax.apis.diffusion import DEFAULT_PRIOR, _unet_from_metadata
-from pe_jax.configs import DEFAULT_CONFIG, load_config
+from pe_jax.configs import CONFIG_DIR, DEFAULT_CONFIG, load_config
 from pe_jax.configs.validate import validate_run_config
 
 SMALL = ["--set", "pe.iterations=2", "--set", "pe.samples_per_class=10", "--set", "metrics.names=",
          "--quiet"]
-DIFFUSION = ["--config", "pe_jax/configs/digits_diffusion.py", "--set", "generator.steps=2"]
+DIFFUSION = ["--set", "generator.steps=2"]  # the default generator, with a short chain
+GLYPHS = CONFIG_DIR / "digits_glyphs.py"
 
 
 def _refused(capsys, tmp_path, argv, *words):
@@ -51,16 +52,20 @@ def _refused(capsys, tmp_path, argv, *words):
     ("pe.samples_per_class=0", ("pe.samples_per_class must be >= 1",)),
     ("pe.k=20", ("pe.k must be in [1, 10]",)),
     ("pe.degree_end=0", ("pe.degree_end must be a finite number > 0",)),
-    ("generator.glyph_priors.slant.std=1",
-     ("'slant' is not a section of generator.glyph_priors", "rotation")),
 ])
 def test_bad_settings_name_their_key(capsys, tmp_path, override, words):
     _refused(capsys, tmp_path, ["--set", "pe.samples_per_class=10", "--set", override,
                                 "--quiet"], *words)
 
 
+def test_a_misspelt_glyph_prior_names_its_section(capsys, tmp_path):
+    _refused(capsys, tmp_path, ["--config", str(GLYPHS), "--set",
+                                "generator.glyph_priors.slant.std=1", "--quiet"],
+             "'slant' is not a section of generator.glyph_priors", "rotation")
+
+
 def test_bool_keys_take_true_and_false_in_any_case():
-    config = load_config(DEFAULT_CONFIG, ["metrics.tensorboard=False", "pe.keep_selected=TRUE",
+    config = load_config(GLYPHS, ["metrics.tensorboard=False", "pe.keep_selected=TRUE",
                                           "generator.glyph_priors.rotation.std=2"])
     assert config.metrics.tensorboard is False and config.pe.keep_selected is True
     assert config.generator.glyph_priors.rotation.std == 2.0

@@ -5,6 +5,7 @@ import json
 from pe_jax import checkpoints, cli
 from pe_jax.apis.diffusion import DEFAULT_PRIOR
 from pe_jax.apis.glyphs import DEFAULT_PRIORS, DEFAULT_PRIORS_ORIGIN, describe_priors
+from pe_jax.configs import CONFIG_DIR
 from pe_jax.data import HELDOUT_RULE, HELDOUT_SALT
 from pe_jax.models import encoder
 
@@ -21,7 +22,8 @@ def test_shipped_checkpoints_record_the_glyphs_they_were_trained_on():
 
 def test_privacy_report_lists_the_public_inputs_and_their_origin(tmp_path):
     out = tmp_path / "run"
-    assert cli.main(["run", "--out", str(out), "--set", "pe.iterations=2",
+    assert cli.main(["run", "--config", str(CONFIG_DIR / "digits_glyphs.py"), "--out", str(out),
+                     "--set", "pe.iterations=2",
                      "--set", "pe.samples_per_class=10", "--set", "metrics.names=",
                      "--set", "embedding.name=encoder", "--quiet"]) == 0
     report = json.loads((out / "privacy.json").read_text())

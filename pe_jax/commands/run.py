@@ -479,9 +479,10 @@ def _report_inputs(config: ml_collections.ConfigDict, source: "ImageSource",
             "description": "the synthetic population size of each class, set in the config",
             "values": list(pe_config.samples_per_class)},
         "settings": {
-            "description": "every setting of the run, in config.json; the threshold and "
-                           "degree schedule of pe_jax/configs/digits.py were chosen on held-out "
-                           "digits only (experiments/sweep_pe_settings.py)",
+            "description": "every setting of the run, in config.json; the generator, "
+                           "threshold and degree schedule of the shipped digits configs were "
+                           "chosen on held-out digits only (experiments/sweep_pe_settings.py, "
+                           "experiments/sweep_quality.py)",
             "threshold": pe_config.threshold_value, "degrees": list(pe_config.degrees)},
     }
     return private_data, public

@@ -1,6 +1,6 @@
 """Run configurations shipped with the package, and the machinery that loads and checks them.
 
-Each config module (``digits``, ``digits_diffusion``, ``fashion_mnist``, ``cifar10``,
+Each config module (``digits``, ``digits_glyphs``, ``fashion_mnist``, ``cifar10``,
 ``camelyon17``, and the training and audit configs) has ``get_config()``. ``sections`` defines
 the sections of a ``pe-jax run`` config, ``build`` builds each object from its section and
 ``validate`` checks a run config before anything is spent.

@@ -31,7 +31,7 @@ def get_config() -> ml_collections.ConfigDict:
     config.delta = 1e-5
     # Synthetic data: drawn from the fine-tuned model after training (post-processing).
     config.samples_per_class = 100
-    config.sample_steps = 25  # respaced DDIM steps, as digits_diffusion.py's random API
+    config.sample_steps = 25  # respaced DDIM steps, as digits.py's random API
     config.guidance = 1.0  # classifier-free guidance scale (1: plain conditional sampling)
     # DP-SGD (pe_jax.training.dpsgd) and the optimiser after the noise (AdamW, EMA).
     config.dpsgd = ml_collections.ConfigDict()

@@ -17,7 +17,7 @@ import pytest
 
 from pe_jax import evolve, population, privacy, sharding, step, voting
 from pe_jax.apis.factory import make_generator
-from pe_jax.configs import DEFAULT_CONFIG, build, load_config
+from pe_jax.configs import CONFIG_DIR, build, load_config
 from pe_jax.data import load_sklearn_digits
 
 pytestmark = pytest.mark.skipif(
@@ -31,8 +31,9 @@ PER_CLASS = 8  # 10 digits: a population of 80, 10 rows per device
 
 @pytest.fixture(scope="module")
 def run_inputs():
-    """The default digits run's private rows, generator and embedder."""
-    config = load_config(DEFAULT_CONFIG, [])
+    """The glyph digits run's private rows, generator and embedder (the glyph generator: its
+    samples are bitwise the same on any device count, the diffusion prior's only to ~1e-7)."""
+    config = load_config(CONFIG_DIR / "digits_glyphs.py", [])
     private, _ = load_sklearn_digits().split(config.data.heldout)
     generator, _ = make_generator(config.generator, private.class_names,
                                   private.images.shape[1:])
