@@ -320,7 +320,8 @@ def _privacy_text(report: dict) -> str:
         f"sigma * sqrt(k) added to each vote count), drawn from {_join(report['randomness'])}.",
         f"  Accountant: {report['accountant']}."]
     if report["epsilon_cumulative"] is not None:
-        lines.append("  Epsilon spent after each iteration: "
+        step = "ledger event" if report.get("how") else "iteration"  # PE: one per iteration
+        lines.append(f"  Epsilon spent after each {step}: "
                      + ", ".join(f"{e:.4g}" for e in report["epsilon_cumulative"]) + ".")
     lines += ["", "Ledger", _ledger_text(report), "",
               "Treated as public (outside the guarantee, not protected)"]

@@ -74,3 +74,18 @@ def test_tabular_refuses_a_csv_outside_its_domain_before_any_release(tmp_path, c
     csv.write_text("x,z\n0,1\n")
     assert cli.main(args) == 2
     assert "missing ['y']" in capsys.readouterr().err and not out.exists()
+
+
+def test_mst_privacy_text_describes_its_marginals_and_choices(tmp_path):
+    """MST's report speaks of its own releases, counted from the ledger, not of PE's votes."""
+    out = tmp_path / "mst"
+    assert cli.main(["tabular", "--method", "mst", "--out", str(out), *_slice(tmp_path),
+                     "--set", "private_rows=300", "--set", "mst.iters=20", "--quiet"]) == 0
+    text = " ".join((out / "privacy.txt").read_text().split())
+    # 5 attributes: the 1-way marginals, 4 tree edges chosen, their 2-way marginals
+    assert "2 releases of noisy marginal counts, each of m = 4, 5 marginals" in text
+    assert "4 choices by the exponential mechanism, each picking the next edge" in text
+    assert "Epsilon spent after each ledger event" in text
+    assert "histogram of votes" not in text and "Accountant: zCDP" in text
+    report = json.loads((out / "privacy.json").read_text())
+    assert report["iterations"] == 6 and len(report["epsilon_cumulative"]) == 6

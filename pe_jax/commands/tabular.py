@@ -198,6 +198,32 @@ SENSITIVITY = {
 }
 
 
+CHOICES = {"mst": "the next edge of the spanning tree whose 2-way marginals are measured",
+           "aim": "the next marginal to measure"}
+
+
+def _marginal_method_how(method: str, events, report: dict) -> list[str]:
+    """The privacy text's "How" lines for MST and AIM: marginal releases and exponential
+    choices, counted from the run's ledger events (PE's text speaks of vote histograms)."""
+    measured = [e for e in events if e.mechanism != "exponential"]
+    chosen = [e for e in events if e.mechanism == "exponential"]
+    sigmas = ", ".join(f"{s:.4g}" for s in sorted({e.noise_multiplier for e in measured}))
+    scales = ", ".join(f"{s:.4g}" for s in sorted({e.noise_multiplier for e in chosen}))
+    sizes = ", ".join(str(k) for k in sorted({e.k for e in measured}))
+    return [
+        f"  {len(measured)} releases of noisy marginal counts, each of m = {sizes} marginals "
+        "measured together: every protected row adds one count to one cell of each, weighted "
+        "1/sqrt(m), so one row changes a release by L2 norm 1; discrete Gaussian noise of scale "
+        f"sigma * sqrt(m) is added to each count, sigma = {sigmas}.",
+        f"  {len(chosen)} choices by the exponential mechanism, each picking {CHOICES[method]}: "
+        f"Gumbel noise of scale {scales} (relative to the score's sensitivity) on every "
+        "candidate's score, the largest noisy score chosen.",
+        "  The synthetic rows are sampled from a graphical model fitted to the noisy marginals "
+        "alone (post-processing).",
+        f"  Noise drawn from {', '.join(report['randomness'])}.",
+        f"  Accountant: {report['accountant']}."]
+
+
 def _report(config, ledger, private, held_out) -> dict:
     """The privacy report of ``pe-jax run``'s schema, with the method's own sensitivity and
     accountant where they differ from PE's."""
@@ -229,6 +255,7 @@ def _report(config, ledger, private, held_out) -> dict:
     if SENSITIVITY[config.method] is not None:
         report["sensitivity"] = SENSITIVITY[config.method]
         report["accountant"] = ZCDP_ACCOUNTANT
+        report["how"] = _marginal_method_how(config.method, ledger.events, report)
     if report["epsilon"] is not None and not math.isfinite(report["epsilon"]):
         report["epsilon"] = None
     return report
