@@ -13,7 +13,8 @@ It prints one markdown table: per setting the mean and sample standard deviation
 seeds of the final iteration's downstream accuracy, FID (shipped encoder's space), precision
 and recall on the 462 held-out digits, read from each run's ``metrics/metrics.csv``. Two
 baselines come with it: "prior alone" is iteration 0 of the same runs (the initial
-population, drawn from the public prior before any private data; one value per run), and
+population, drawn from the public prior before any private data; it depends on the seed only,
+so one value per seed), and
 "real -> real" is the same downstream classifier trained on the 1,335 private rows
 themselves (not private: an upper reference).
 """
@@ -93,7 +94,7 @@ def main() -> int:
             first[epsilon, seed], last[epsilon, seed] = metric_rows(folder)
 
     print(f"\n| setting | {' | '.join(COLUMNS)} | runs |\n|---|{'---|' * len(COLUMNS)}---|")
-    prior = list(first.values())
+    prior = [first[epsilons[0], seed] for seed in seeds]
     print(f"| prior alone (iteration 0) | "
           f"{' | '.join(summary([row[c] for row in prior]) for c in COLUMNS)} | {len(prior)} |")
     for epsilon in epsilons:
