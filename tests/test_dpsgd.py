@@ -24,7 +24,7 @@ from pe_jax.training import dpsgd
 from pe_jax.training.diffusion import TrainSettings
 from pe_jax.training.public_data import to_model_range
 
-from linear_denoiser import LinearDenoiser
+from tiny_denoisers import LinearDenoiser
 
 TINY = UNetConfig(resolution=8, channels=1, base_width=8, width_multipliers=(1,),
                   blocks_per_level=1, attention_resolutions=(), num_classes=10, norm_groups=4)
