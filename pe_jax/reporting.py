@@ -9,6 +9,7 @@ import json
 import math
 import pathlib
 import textwrap
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from typing import Any, Final
 
@@ -201,6 +202,8 @@ def privacy_report(ledger: privacy.PrivacyLedger, *, target_epsilon: float | Non
             "ledger_file": None if ledger.path is None or not shared_ledger else str(ledger.path),
             "releases_before_this_run": run_start,
             "releases": len(ledger),
+            # What the ledger composed: its events per mechanism (DP-SGD segments, PE releases).
+            "mechanisms": dict(sorted(Counter(e.mechanism for e in ledger.events).items())),
             "differentially_private": composed_private,
             "epsilon": ledger.epsilon_spent() if composed_private else None,
             "epsilon_budget": ledger.epsilon_budget,
@@ -266,6 +269,12 @@ def composed_total(report: dict) -> str:
     if composed["differentially_private"]:
         return f"epsilon {composed['epsilon']:.4g}"
     return "NOT differentially private"
+
+
+def composed_mechanisms(report: dict) -> str:
+    """The ledger's events per mechanism in words, e.g. "2 DP-SGD, 3 discrete_gaussian"."""
+    return ", ".join(f"{count} {mechanism}"
+                     for mechanism, count in report["composed"]["mechanisms"].items())
 
 
 def write_privacy_report(out_dir: pathlib.Path, report: dict) -> None:
@@ -356,7 +365,7 @@ def _ledger_text(report: dict) -> str:
     return (f"  Recorded in the ledger file {composed['ledger_file']}, after "
             f"{composed['releases_before_this_run']} earlier releases: all "
             f"{composed['releases']} releases together are {composed_total(report)} at delta "
-            f"{report['delta']:.3g} ({budget}).")
+            f"{report['delta']:.3g} ({budget}; composed: {composed_mechanisms(report)}).")
 
 
 def _join(values: Iterable[object]) -> str:

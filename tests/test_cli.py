@@ -36,7 +36,8 @@ def test_run_writes_samples_grid_and_privacy_report(tmp_path, capsys):
     assert report["private_data"]["rows"] > 1000 and report["private_data"]["description"]
     assert report["composed"] == {
         "ledger_file": None, "releases_before_this_run": 0, "releases": 2,
-        "differentially_private": True, "epsilon": report["epsilon"], "epsilon_budget": 4.0}
+        "mechanisms": {"discrete_gaussian": 2}, "differentially_private": True,
+        "epsilon": report["epsilon"], "epsilon_budget": 4.0}
     samples = np.load(out / "samples.npz")
     assert samples["images"].shape == (100, 8, 8, 1)
     np.testing.assert_array_equal(np.bincount(samples["labels"]), [10] * 10)

@@ -2,8 +2,10 @@
 accounting in the ledger, exact resume, the privacy report, the canary audit, and a tiny
 end-to-end run on the digits."""
 
-import dataclasses
 import json
+import math
+import os
+import signal
 
 import jax
 import jax.numpy as jnp
@@ -11,7 +13,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from pe_jax import checkpoints, cli, privacy
+from pe_jax import checkpoints, cli, privacy, resume
 from pe_jax.audit.dpsgd_audit import DPSGDControl, dpsgd_audit
 from pe_jax.data import load_sklearn_digits
 from pe_jax.diffusion import epsilon_loss, make_schedule
@@ -22,30 +24,11 @@ from pe_jax.training import dpsgd
 from pe_jax.training.diffusion import TrainSettings
 from pe_jax.training.public_data import to_model_range
 
+from tiny_denoisers import LinearDenoiser
+
 TINY = UNetConfig(resolution=8, channels=1, base_width=8, width_multipliers=(1,),
                   blocks_per_level=1, attention_resolutions=(), num_classes=10, norm_groups=4)
 SCHEDULE = {"kind": "cosine", "num_steps": 100}
-
-
-@dataclasses.dataclass(frozen=True)
-class _DenoiserConfig:
-    num_classes: int = 10
-
-
-class _LinearDenoiser(nnx.Module):
-    """The smallest noise predictor with the UNet's interface (it compiles in a second): a
-    linear map of the noisy pixels, the timestep and the one-hot label."""
-
-    def __init__(self, rngs: nnx.Rngs):
-        self.config = _DenoiserConfig()
-        self.dense = nnx.Linear(64 + 1 + 11, 64, rngs=rngs)
-
-    def __call__(self, x, t, labels=None, *, dropout_key=None):
-        n = x.shape[0]
-        labels = jnp.full((n,), 10) if labels is None else labels
-        features = jnp.concatenate([x.reshape(n, -1), t[:, None] / 100.0,
-                                    jax.nn.one_hot(labels, 11)], axis=1)
-        return self.dense(features).reshape(x.shape)
 
 
 def _linear_loss(w, batch, key):
@@ -143,7 +126,7 @@ def test_finetune_on_digits_lowers_the_loss_and_resumes_exactly(tmp_path):
 
     def run(ledger, checkpoint, recorded, callbacks):
         return dpsgd.finetune(
-            _LinearDenoiser(nnx.Rngs(0)), make_schedule(**SCHEDULE), images, labels, settings,
+            LinearDenoiser(nnx.Rngs(0)), make_schedule(**SCHEDULE), images, labels, settings,
             key=jax.random.key(1), noise_key=jnp.asarray([3, 4], jnp.uint32), sampler_seed=5,
             ledger=ledger, recorded_steps=recorded, source="test", seeded=True,
             checkpoint=checkpoint, callbacks=callbacks)
@@ -159,21 +142,51 @@ def test_finetune_on_digits_lowers_the_loss_and_resumes_exactly(tmp_path):
     x, y = to_model_range(heldout.images), jnp.asarray(heldout.labels)
     loss = jax.jit(lambda m: epsilon_loss(m, make_schedule(**SCHEDULE), jax.random.key(0), x,
                                           y, label_dropout=0.0))
-    before, after = float(loss(_LinearDenoiser(nnx.Rngs(0)))), float(loss(whole.model))
+    before, after = float(loss(LinearDenoiser(nnx.Rngs(0)))), float(loss(whole.model))
     print(f"held-out epsilon loss: initial {before:.4f}, fine-tuned {after:.4f}")
     assert after < 0.8 * before, (before, after)
 
 
-def test_dp_finetune_on_digits_writes_the_outputs_of_a_run(tmp_path, capsys):
-    prior = tmp_path / "prior"
+@pytest.fixture(scope="module")
+def compile_cache(tmp_path_factory):
+    """A persistent XLA compilation cache for this module's command runs: each run builds its
+    own jitted DP-SGD step, and with the cache runs of the same shapes and settings share one
+    compile (~30 s of a ~35 s tiny run here) instead of repeating it."""
+    from jax.experimental.compilation_cache import compilation_cache
+
+    names = ("jax_compilation_cache_dir", "jax_persistent_cache_min_compile_time_secs")
+    before = {name: getattr(jax.config, name) for name in names}
+    jax.config.update(names[0], str(tmp_path_factory.mktemp("xla-cache")))
+    jax.config.update(names[1], 0.0)
+    compilation_cache.reset_cache()
+    yield
+    for name, value in before.items():
+        jax.config.update(name, value)
+    compilation_cache.reset_cache()
+
+
+@pytest.fixture(scope="module")
+def tiny_prior(tmp_path_factory):
+    prior = tmp_path_factory.mktemp("prior") / "prior"
     checkpoints.save(prior, UNet(TINY, rngs=nnx.Rngs(0)),
-                     {"unet": TINY.to_dict(), "schedule": SCHEDULE, "command": "test"})
-    out = tmp_path / "run"
-    sets = ["prior=" + str(prior), "epsilon=8.0", "samples_per_class=3", "sample_steps=2",
-            "metrics=fid", "dpsgd.steps=20", "dpsgd.batch_size=100", "dpsgd.learning_rate=0.01",
+                     {"unet": TINY.to_dict(), "schedule": SCHEDULE, "command": "test",
+                      "class_names": [str(c) for c in range(10)]})
+    return prior
+
+
+def _finetune_argv(prior, *sets):
+    """``pe-jax dp-finetune`` with the tiny prior, 20 steps in 2 ledger segments, 3 samples
+    per class; every run of this module keeps these settings so that they share one compile."""
+    base = ["prior=" + str(prior), "epsilon=8.0", "samples_per_class=3", "sample_steps=2",
+            "dpsgd.steps=20", "dpsgd.batch_size=100", "dpsgd.learning_rate=0.01",
             "dpsgd.warmup_steps=0", "dpsgd.checkpoint_every=10", "dpsgd.pad_multiple=128"]
-    argv = ["dp-finetune", "--quiet", "--out", str(out)]
-    assert cli.main(argv + [f"--set={s}" for s in sets]) == 0
+    return ["dp-finetune", "--quiet", *(f"--set={s}" for s in base + list(sets))]
+
+
+def test_dp_finetune_on_digits_writes_the_outputs_of_a_run(tmp_path, capsys, compile_cache,
+                                                           tiny_prior):
+    out = tmp_path / "run"
+    assert cli.main(_finetune_argv(tiny_prior, "metrics=fid") + ["--out", str(out)]) == 0
     assert "DP-SGD steps" in capsys.readouterr().out
     report = json.loads((out / "privacy.json").read_text())
     assert report["differentially_private"] and report["complete"]
@@ -189,3 +202,94 @@ def test_dp_finetune_on_digits_writes_the_outputs_of_a_run(tmp_path, capsys):
     assert (out / "samples.png").is_file() and (out / "metrics").is_dir()
     assert not (out / ".resume").exists() and not (out / "INCOMPLETE.txt").exists()
     assert checkpoints.load_metadata(out / "checkpoint")["dp_sgd"] == dp
+
+
+def test_dp_finetune_interrupted_by_sigterm_resumes_to_the_uninterrupted_outputs(
+        tmp_path, capsys, monkeypatch, compile_cache, tiny_prior):
+    argv = _finetune_argv(tiny_prior, "metrics=", "noise_seed=7")  # seeded: comparable runs
+    whole, parts = tmp_path / "whole", tmp_path / "parts"
+    assert cli.main(argv + ["--out", str(whole)]) == 0
+    save = resume.RunCheckpoint.save
+
+    def save_then_sigterm(self, state, iteration, draws, noise_rng):
+        save(self, state, iteration, draws, noise_rng)
+        os.kill(os.getpid(), signal.SIGTERM)  # as a scheduler stops a job: after segment 1
+
+    monkeypatch.setattr(resume.RunCheckpoint, "save", save_then_sigterm)
+    assert cli.main(argv + ["--out", str(parts)]) == 130
+    monkeypatch.undo()
+    assert f"continue with: pe-jax dp-finetune --resume {parts}" in capsys.readouterr().err
+    assert (parts / "INCOMPLETE.txt").is_file() and (parts / resume.FOLDER).is_dir()
+    partial = json.loads((parts / "privacy.json").read_text())
+    assert not partial["complete"] and partial["iterations"] == 1  # segment 1 of 2 recorded
+    assert not (parts / "samples.npz").exists()
+    saved = (parts / "ledger.json").read_text()
+    for extra, message in [(["--set", "dpsgd.learning_rate=0.02"], "--resume refused"),
+                           (["--out", str(tmp_path / "other")], "--out"),
+                           (["--ledger", str(tmp_path / "l.json")], "--ledger")]:
+        assert cli.main(["dp-finetune", "--quiet", "--resume", str(parts), *extra]) == 2
+        assert message in capsys.readouterr().err
+    assert (parts / "ledger.json").read_text() == saved  # refused: nothing spent
+    assert cli.main(["dp-finetune", "--quiet", "--resume", str(parts)]) == 0
+    assert (parts / "ledger.json").read_text() == (whole / "ledger.json").read_text()
+    assert len(json.loads(saved)["events"]) == 1  # segment 2 was recorded once, on resume
+    with np.load(whole / "samples.npz") as a, np.load(parts / "samples.npz") as b:
+        np.testing.assert_array_equal(a["images"], b["images"])
+    report = json.loads((parts / "privacy.json").read_text())
+    assert report["complete"] and not report["differentially_private"]  # seeded noise
+    assert "noise_seed" in report["dp_sgd"]["noise_source"] and report["iterations"] == 2
+    assert not (parts / "INCOMPLETE.txt").exists() and not (parts / resume.FOLDER).exists()
+
+
+def test_dp_finetune_and_pe_run_compose_in_one_ledger_file(tmp_path, capsys, compile_cache,
+                                                           tiny_prior):
+    ledger = tmp_path / "digits-ledger.json"
+    pe = ["run", "--quiet", "--out", str(tmp_path / "pe"), "--ledger", str(ledger),
+          "--ledger-budget", "9", "--set", "generator.prior=" + str(tiny_prior),
+          "--set", "generator.steps=2", "--set", "pe.iterations=2",
+          "--set", "pe.samples_per_class=4", "--set", "metrics.names=",
+          "--set", "privacy.epsilon=2.0"]
+    assert cli.main(pe) == 0
+    pe_epsilon = json.loads((tmp_path / "pe" / "privacy.json").read_text())["epsilon"]
+    argv = _finetune_argv(tiny_prior, "metrics=") + ["--ledger", str(ledger)]
+    assert cli.main(argv + ["--out", str(tmp_path / "dp")]) == 0
+    assert "4 releases in all (2 DP-SGD, 2 discrete_gaussian)" in capsys.readouterr().out
+    report = json.loads((tmp_path / "dp" / "privacy.json").read_text())
+    composed = report["composed"]
+    assert composed["ledger_file"] == str(ledger) and composed["releases_before_this_run"] == 2
+    assert composed["mechanisms"] == {"DP-SGD": 2, "discrete_gaussian": 2}
+    stored = privacy.PrivacyLedger.open(ledger, delta=1e-5)
+    assert composed["epsilon"] == stored.epsilon_spent() and len(stored) == 4
+    assert max(pe_epsilon, report["epsilon"]) < composed["epsilon"] <= 9.0
+    assert not (tmp_path / "dp" / "ledger.json").exists()  # recorded in the shared file only
+    text = " ".join((tmp_path / "dp" / "privacy.txt").read_text().split())
+    assert "composed: 2 DP-SGD, 2 discrete_gaussian" in text
+    saved = ledger.read_text()
+    for extra, message in [((), "release refused: epsilon spent"),  # a second fine-tune
+                           (("--set=noise_seed=1",), "cannot mix seeded and CSPRNG")]:
+        assert cli.main(argv + ["--out", str(tmp_path / "refused"), *extra]) == 2
+        assert message in capsys.readouterr().err
+        assert not (tmp_path / "refused").exists()
+    assert ledger.read_text() == saved  # refused before any step
+
+
+def test_mixed_ledger_epsilon_is_dp_accounting_composition_of_both():
+    from dp_accounting.pld import privacy_loss_distribution as pld
+
+    q, steps, sigma_sgd, sigma_pe, k, releases, delta = 0.05, 50, 1.2, 4.0, 2, 3, 1e-5
+    ledger = privacy.PrivacyLedger(delta)
+    for _ in range(releases):
+        ledger.record(privacy.ReleaseEvent("discrete_gaussian", sigma_pe, k=k))
+    ledger.record(privacy.ReleaseEvent("DP-SGD", sigma_sgd, sampling_rate=q, steps=steps,
+                                       clipping_norm=1.0))
+    # The two mechanisms' PLDs built straight from dp_accounting, on its default grid.
+    sgd = pld.from_gaussian_mechanism(sigma_sgd, sampling_prob=q, pessimistic_estimate=True)
+    pe = pld.from_discrete_gaussian_mechanism(sigma_pe * math.sqrt(k), pessimistic_estimate=True,
+                                              use_connect_dots=True)
+    sgd, pe = sgd.self_compose(steps), pe.self_compose(releases * k)  # k bins per release
+    want = sgd.compose(pe).get_epsilon_for_delta(delta)
+    assert ledger.epsilon_spent() == pytest.approx(want, rel=1e-9)
+    alone = [sgd.get_epsilon_for_delta(delta), pe.get_epsilon_for_delta(delta)]
+    assert max(alone) < ledger.epsilon_spent() < sum(alone)
+    with pytest.raises(ValueError, match="cannot compose DP-SGD steps with exponential"):
+        ledger.check(privacy.ReleaseEvent("exponential", 2.0))

@@ -10,7 +10,12 @@ import contextlib
 import datetime
 import pathlib
 import signal
+import sys
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import jax
 
 INTERRUPTED_STATUS = 130
 """The exit status of a command stopped by Ctrl-C or SIGTERM (128 + SIGINT)."""
@@ -48,3 +53,31 @@ def sigterm_interrupts() -> Iterator[None]:
         yield
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+def check_devices(devices: int | None) -> int:
+    """``--devices``: an int in [1, local device count]; None means all local devices."""
+    import jax
+
+    from pe_jax._checks import check_int
+
+    available = jax.local_device_count()
+    return available if devices is None else check_int("--devices", devices, 1, available)
+
+
+def device_mesh(devices: int | None, rows: int, what: str) -> "jax.sharding.Mesh | None":
+    """The data-parallel mesh of a command on ``devices`` local devices (None: all of them)
+    whose ``rows`` rows (``what``, in words) are split evenly over the devices.
+
+    When ``rows`` is not a multiple of ``devices`` the command uses the most of them that it
+    is a multiple of, and prints a note (1,000 rows on 8 devices: 8; on 6: 5; on 3: 2). One
+    device gives ``None``: the single-device program, with no mesh at all.
+    """
+    from pe_jax import sharding
+
+    devices = check_devices(devices)
+    used = sharding.even_devices(rows, devices)
+    if used < devices:
+        print(f"pe-jax: {what} does not split evenly over {devices} devices; running on "
+              f"{used} of them", file=sys.stderr)
+    return None if used == 1 else sharding.local_mesh(used)

@@ -1,6 +1,7 @@
 """``pe-jax dp-finetune``: the DP-SGD baseline that PE is measured against.
 
-``pe-jax dp-finetune [--config FILE] [--set key=value ...] [--out DIR] [--resume DIR]``
+``pe-jax dp-finetune [--config FILE] [--set key=value ...] [--out DIR] [--resume DIR]
+[--ledger FILE] [--devices N]``
 fine-tunes a diffusion prior (the shipped ``pe_jax/assets/prior_digits8``, or ``--set
 prior=DIR``: any ``pe_jax.checkpoints`` folder) on the private digits with DP-SGD
 (``pe_jax.training.dpsgd``, on jax-privacy), calibrated so that all its steps spend at most
@@ -19,9 +20,14 @@ and writes what ``pe-jax run`` writes, so that the two compare file for file:
   which is computed on the private rows without noise).
 
 The randomness (the DP noise's key, the Poisson sampler's seed, the training and sampling
-keys) comes from ``os.urandom``. Nothing spent is lost to an interruption: the ledger is
-written before each segment of ``dpsgd.checkpoint_every`` steps and the training state after
-it, and ``--resume DIR`` continues with the same batches and noise, recording nothing twice.
+keys) comes from ``os.urandom``; ``noise_seed`` >= 0 derives it from that seed instead
+(reproducible, NOT private: the report says so). Nothing spent is lost to an interruption:
+the ledger is written before each segment of ``dpsgd.checkpoint_every`` steps and the
+training state after it, and ``--resume DIR`` continues with the same batches and noise,
+recording nothing twice. ``--ledger FILE`` records the steps in a ledger file shared with
+other runs on the same private digits (``pe-jax run --ledger``), so that a fine-tune and PE
+runs compose (``pe_jax.commands.shared_ledger``). The DP-SGD step runs data-parallel over the
+local devices (``--devices N``: the first N), each taking its share of the padded batch.
 Without ``--config`` it runs ``pe_jax/configs/dp_finetune_digits.py``.
 """
 
@@ -36,8 +42,8 @@ from typing import TYPE_CHECKING
 import ml_collections
 
 from pe_jax._checks import check_int, require
-from pe_jax.commands import (INTERRUPTED_STATUS, add_config_arguments, output_dir,
-                             sigterm_interrupts)
+from pe_jax.commands import (INTERRUPTED_STATUS, add_config_arguments, check_devices,
+                             device_mesh, output_dir, shared_ledger, sigterm_interrupts)
 from pe_jax.configs import CONFIG_DIR, load_config, load_saved_config
 
 if TYPE_CHECKING:
@@ -53,6 +59,8 @@ INCOMPLETE_FILE = "INCOMPLETE.txt"
 MODEL_DIR = "checkpoint"
 NOISE_SOURCE = ("jax.random (threefry2x32) float32 Gaussian noise, keyed by 64 bits from "
                 "os.urandom")
+SEEDED_SOURCE = ("jax.random (threefry2x32) float32 Gaussian noise, keyed by the config's "
+                 "noise_seed (seeded: reproducible, NOT private)")
 NOISE_MEANS = (
     "The DP-SGD noise is drawn on the device by JAX's counter-based PRNG from a key read from "
     "the operating system's entropy once per run; the key is never written outside the run's "
@@ -60,6 +68,10 @@ NOISE_MEANS = (
     "assumes exact real-valued Gaussian noise: float32 normals from a PRNG approximate it "
     "(finite precision, pseudo-randomness), the same approximation every DP-SGD library "
     "makes, unlike PE's releases, whose integer noise is sampled exactly from a CSPRNG.")
+SEEDED_MEANS = (
+    "The DP-SGD noise is drawn by JAX's PRNG from keys derived from the config's noise_seed: "
+    "whoever knows the seed can recompute the noise and the batches, so this run is NOT "
+    "differentially private (for tests and reproducible research only).")
 LABELS_PRIVATE = (
     "the labels of the private rows are private: each row's loss is conditioned on its own "
     "label inside the clipped gradient, so they are covered by the DP-SGD guarantee (unlike "
@@ -74,6 +86,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="continue the interrupted run in the output folder DIR with its own config "
              "(DIR/config.json); refused, before any step, if the config, the data, the "
              "prior or the build differ")
+    shared_ledger.add_arguments(parser, "DP-SGD steps")
+    parser.add_argument(
+        "--devices", type=int, default=None, metavar="N",
+        help="train on the first N local devices (default: all of them), each taking its "
+             "share of every padded batch; the result does not depend on N up to float "
+             "rounding. When dpsgd.pad_multiple does not split evenly over N devices, the "
+             "run uses the most of them that it does split over, and says so")
 
 
 def execute(args: argparse.Namespace) -> int:
@@ -91,7 +110,8 @@ def execute(args: argparse.Namespace) -> int:
     try:
         with sigterm_interrupts():
             report = dp_finetune(config, out, resume=args.resume is not None,
-                                 progress=not args.quiet)
+                                 progress=not args.quiet, ledger_path=args.ledger,
+                                 ledger_budget=args.ledger_budget, devices=args.devices)
     except KeyboardInterrupt:
         print(f"pe-jax: interrupted; continue with: pe-jax {NAME} --resume {out}",
               file=sys.stderr)
@@ -99,6 +119,8 @@ def execute(args: argparse.Namespace) -> int:
     dp = report["dp_sgd"]
     print(f"wrote {out}: {reporting.guarantee(report)}, {dp['steps']} DP-SGD steps, "
           f"sampling rate {dp['sampling_rate']:.4g}, sigma = {dp['noise_multiplier']:.4g}")
+    if shared_ledger.summary(report) is not None:
+        print(shared_ledger.summary(report))
     return 0
 
 
@@ -116,6 +138,7 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
     check_int("samples_per_class", config.samples_per_class, 1)
     check_int("sample_steps", config.sample_steps, 1)
     validate.check_real("guidance", config.guidance, 0)
+    validate.check_noise_seed("noise_seed", config.noise_seed)
     dp = config.dpsgd
     for name in ("steps", "batch_size", "checkpoint_every", "pad_multiple"):
         check_int(f"dpsgd.{name}", dp[name], 1)
@@ -132,19 +155,34 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
     validate.check_bool("tensorboard", config.tensorboard)
 
 
-def _os_key() -> list[int]:
-    """64 bits from the operating system, as the two uint32 words of a raw JAX key."""
-    return [int.from_bytes(os.urandom(4), "little") for _ in range(2)]
+def _run_keys(noise_seed: int) -> dict:
+    """The run's randomness: three raw JAX keys (two uint32 words each) and the sampler's
+    seed, from the operating system, or from ``noise_seed`` >= 0 (reproducible)."""
+    import numpy as np
+
+    draw = (os.urandom if noise_seed == -1 else np.random.default_rng(noise_seed).bytes)
+
+    def words(count: int) -> list[int]:
+        return [int.from_bytes(draw(4), "little") for _ in range(count)]
+
+    return {"key": words(2), "noise_key": words(2), "sample_key": words(2),
+            "sampler_seed": int.from_bytes(draw(16), "little")}
 
 
 def dp_finetune(config: ml_collections.ConfigDict, out: pathlib.Path, *, resume: bool = False,
-                progress: bool = False) -> dict:
-    """Fine-tunes, samples and writes the outputs above; returns the privacy report."""
+                progress: bool = False, ledger_path: pathlib.Path | None = None,
+                ledger_budget: float | None = None, devices: int | None = None) -> dict:
+    """Fine-tunes, samples and writes the outputs above; returns the privacy report.
+
+    ``ledger_path`` / ``ledger_budget``: ``--ledger`` / ``--ledger-budget``; the whole run is
+    checked against the ledger's budget before any folder is made or any step is taken.
+    ``devices``: ``--devices``.
+    """
     import jax
     import jax.numpy as jnp
     import numpy as np
 
-    from pe_jax import checkpoints, privacy, reporting
+    from pe_jax import checkpoints, privacy, reporting, sharding
     from pe_jax import resume as run_checkpoint
     from pe_jax.apis.diffusion import DEFAULT_PRIOR, DiffusionGenerator, _unet_from_metadata
     from pe_jax.data import load_sklearn_digits
@@ -157,7 +195,10 @@ def dp_finetune(config: ml_collections.ConfigDict, out: pathlib.Path, *, resume:
     from pe_jax.training.public_data import to_model_range
 
     validate_config(config)
-    if not resume:
+    devices = check_devices(devices)
+    if resume:
+        ledger_path = shared_ledger.resumed_ledger(out, ledger_path, ledger_budget)
+    else:
         reporting.check_output_dir(out)  # before anything is created or spent
     dp = config.dpsgd
     private, reference = load_sklearn_digits().split(config.heldout)
@@ -181,31 +222,44 @@ def dp_finetune(config: ml_collections.ConfigDict, out: pathlib.Path, *, resume:
             f"a class-conditional {shape} prior with {private.num_classes} classes",
             f"{str(prior_path)!r}")
     schedule = make_schedule(**metadata["schedule"])
-    event = settings.event(dp.steps, NOISE_SOURCE, seeded=False)
-    if not resume:  # the whole run against its budget, before anything is written
-        privacy.PrivacyLedger(config.delta, epsilon_budget=config.epsilon).check(event)
+    seeded = config.noise_seed != -1
+    source = SEEDED_SOURCE if seeded else NOISE_SOURCE
+    event = settings.event(dp.steps, source, seeded=seeded)
+
+    def open_ledger(path: pathlib.Path | None, budget: float | None) -> privacy.PrivacyLedger:
+        return shared_ledger.open_ledger(path, budget, delta=config.delta,
+                                         own_budget=config.epsilon)
+
+    if not resume:  # the whole run against the budget, before anything is written
+        ledger = open_ledger(ledger_path, ledger_budget)
+        run_start = len(ledger)
+        ledger.check(event)
     public_files = [prior_path] + ([pathlib.Path(config.encoder_checkpoint or encoder.SHIPPED)]
                                    if config.metrics_embedding == "encoder" else [])
     fingerprint = run_checkpoint.build_fingerprint(
         config.to_dict(), run_checkpoint.sha256_arrays(private.images, private.labels),
         run_checkpoint.sha256_files(public_files))
+    shared = ledger_path is not None
     if resume:
         checkpoint = run_checkpoint.RunCheckpoint.open(out, fingerprint)
-        ledger = privacy.PrivacyLedger.open(out / LEDGER_FILE, delta=config.delta,
-                                            epsilon_budget=config.epsilon)
+        ledger = open_ledger(ledger_path if shared else out / LEDGER_FILE,
+                             None if shared else config.epsilon)
+        run_start = checkpoint.run["run_start"]
     else:
         out = reporting.prepare_output_dir(out)
         (out / INCOMPLETE_FILE).write_text(
             f"This run has not finished: its outputs are partial. Continue it with\n"
             f"  pe-jax {NAME} --resume {out}\n")
         (out / CONFIG_FILE).write_text(config.to_json(indent=2) + "\n")
-        ledger = privacy.PrivacyLedger.open(out / LEDGER_FILE, delta=config.delta,
-                                            epsilon_budget=config.epsilon)
+        if not shared:  # the run's own ledger file
+            ledger = open_ledger(out / LEDGER_FILE, config.epsilon)
         checkpoint = run_checkpoint.RunCheckpoint.create(out, fingerprint, run={
-            "key": _os_key(), "noise_key": _os_key(), "sample_key": _os_key(),
-            "sampler_seed": int.from_bytes(os.urandom(16), "little")})
+            **_run_keys(config.noise_seed), **shared_ledger.run_record(
+                ledger_path if shared else out / LEDGER_FILE, shared, run_start)})
     keys = checkpoint.run
-    recorded = sum(event.steps for event in ledger.events)
+    recorded = sum(event.steps for event in ledger.events[run_start:])
+    mesh = device_mesh(devices, dp.pad_multiple,
+                       f"dpsgd.pad_multiple = {dp.pad_multiple} (the padded batches' rows)")
     private_data, public = _report_inputs(config, private, reference, prior_path, metadata)
     non_private_outputs = {"metrics/": (
         f"quality metrics ({config.metrics}) measured without noise on the "
@@ -215,9 +269,10 @@ def dp_finetune(config: ml_collections.ConfigDict, out: pathlib.Path, *, resume:
     def write_report(complete: bool) -> dict:
         report = reporting.privacy_report(
             ledger, target_epsilon=config.epsilon, private_data=private_data, public=public,
-            non_private_outputs=non_private_outputs, shared_ledger=False,
+            non_private_outputs=non_private_outputs, run_start=run_start,
+            shared_ledger=shared,
             planned_iterations=None if complete else -(-dp.steps // dp.checkpoint_every))
-        report.update(_dpsgd_section(settings, dp.steps))
+        report.update(_dpsgd_section(settings, dp.steps, source))
         reporting.write_privacy_report(out, report)
         return report
 
@@ -228,7 +283,7 @@ def dp_finetune(config: ml_collections.ConfigDict, out: pathlib.Path, *, resume:
             private.labels, settings, key=jax.random.wrap_key_data(jnp.asarray(
                 keys["key"], jnp.uint32)), noise_key=jnp.asarray(keys["noise_key"], jnp.uint32),
             sampler_seed=keys["sampler_seed"], ledger=ledger, recorded_steps=recorded,
-            source=NOISE_SOURCE, seeded=False, checkpoint=checkpoint, progress=progress)
+            source=source, seeded=seeded, checkpoint=checkpoint, mesh=mesh, progress=progress)
     except BaseException:
         write_report(complete=False)  # every segment recorded so far, marked incomplete
         raise
@@ -245,10 +300,11 @@ def dp_finetune(config: ml_collections.ConfigDict, out: pathlib.Path, *, resume:
                                    num_classes=private.num_classes,
                                    reference_images=reference.images,
                                    reference_labels=reference.labels):
-        callback.measure(dp.steps, ledger.epsilon_spent(), samples, labels)
+        callback.measure(dp.steps, ledger.epsilon_spent(run_start), samples, labels)
     (out / "training.json").write_text(json.dumps({
         "steps": dp.steps, "seconds": round(time.perf_counter() - start, 1),
-        "train_seconds": round(result.seconds, 1), "devices": jax.device_count(),
+        "train_seconds": round(result.seconds, 1),
+        "devices": sharding.device_count(mesh),
         "backend": jax.default_backend(),
         "loss": "not written: it is computed on the private rows without noise"}, indent=2)
         + "\n")
@@ -263,11 +319,12 @@ def dp_finetune(config: ml_collections.ConfigDict, out: pathlib.Path, *, resume:
     return report
 
 
-def _dpsgd_section(settings: "DPSGDSettings", steps: int) -> dict:
+def _dpsgd_section(settings: "DPSGDSettings", steps: int, source: str) -> dict:
     """The report's DP-SGD entries: its sensitivity, how it ran, and the ``dp_sgd`` record."""
     from pe_jax.privacy import dpsgd_accounting
 
     c, sigma, rate = settings.clipping_norm, settings.noise_multiplier, settings.sampling_rate
+    means = SEEDED_MEANS if source == SEEDED_SOURCE else NOISE_MEANS
     return {
         "accountant": dpsgd_accounting.ACCOUNTANT,
         "sensitivity": f"L2 {c:g} per step: each sampled row's gradient is clipped to norm {c:g}",
@@ -279,7 +336,7 @@ def _dpsgd_section(settings: "DPSGDSettings", steps: int) -> dict:
             f"standard deviation sigma * {c:g}, sigma = {sigma:.4g}; the model and the "
             "synthetic samples drawn from it are post-processing.",
             f"  Labels: {LABELS_PRIVATE}.",
-            f"  Noise: {NOISE_SOURCE}. {NOISE_MEANS}",
+            f"  Noise: {source}. {means}",
             f"  Accountant: {dpsgd_accounting.ACCOUNTANT}."],
         "dp_sgd": {
             "mechanism": dpsgd_accounting.MECHANISM, "sampling_rate": rate, "steps": steps,
@@ -288,7 +345,7 @@ def _dpsgd_section(settings: "DPSGDSettings", steps: int) -> dict:
             "batch_selection": "Poisson sampling (jax_privacy.batch_selection."
                                "CyclicPoissonSampling, cycle length 1, independent partition)",
             "accountant": dpsgd_accounting.ACCOUNTANT,
-            "noise_source": NOISE_SOURCE, "noise_source_means": NOISE_MEANS,
+            "noise_source": source, "noise_source_means": means,
             "labels": LABELS_PRIVATE},
     }
 

@@ -20,7 +20,6 @@ or the build changed.
 import argparse
 import hashlib
 import json
-import math
 import pathlib
 import sys
 from collections.abc import Callable
@@ -28,8 +27,10 @@ from typing import TYPE_CHECKING
 
 import ml_collections
 
-from pe_jax.commands import (INTERRUPTED_STATUS, add_config_arguments, distributed, output_dir,
+from pe_jax.commands import (INTERRUPTED_STATUS, add_config_arguments, check_devices,
+                             device_mesh, distributed, output_dir, shared_ledger,
                              sigterm_interrupts)
+from pe_jax.commands.shared_ledger import ADJACENCY
 from pe_jax.configs import DEFAULT_CONFIG, load_config, load_saved_config
 
 if TYPE_CHECKING:
@@ -41,8 +42,6 @@ if TYPE_CHECKING:
 
 NAME = "run"
 HELP = "run Private Evolution and write its outputs"
-# The run's neighbouring relation: data sets that differ by one private row added or removed.
-ADJACENCY = "add_remove"
 CONFIG_FILE = "config.json"
 LEDGER_FILE = "ledger.json"
 INCOMPLETE_FILE = "INCOMPLETE"
@@ -51,20 +50,7 @@ INCOMPLETE_FILE = "INCOMPLETE"
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_config_arguments(parser, DEFAULT_CONFIG, "the embedded digits run")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
-    parser.add_argument(
-        "--ledger", type=pathlib.Path, default=None, metavar="FILE",
-        help="a privacy ledger file (JSON) shared by all runs on the same private data: this "
-             "run's releases are appended to it, checked against its budget before any private "
-             "data is read, and the file is rewritten (atomically) after every release, so "
-             "repeated runs compose. A missing FILE is created; an existing one must have this "
-             "run's delta. Without --ledger every run starts a fresh ledger and reruns are not "
-             "composed")
-    parser.add_argument(
-        "--ledger-budget", type=float, default=None, metavar="EPSILON",
-        help="the total epsilon budget of a NEW --ledger file, over all runs recorded in it "
-             "(default: no limit; the composed total is still reported); an existing file "
-             "keeps the budget it was created with. Each run also stays within its own "
-             "config epsilon")
+    shared_ledger.add_arguments(parser, "releases")
     parser.add_argument(
         "--resume", type=pathlib.Path, default=None, metavar="DIR",
         help="continue the interrupted run in the output folder DIR with its own config "
@@ -110,10 +96,8 @@ def execute(args: argparse.Namespace) -> int:
         return 0
     print(f"wrote {out}: {reporting.guarantee(report)}, T = {report['iterations']}, "
           f"sigma = {report['noise_multiplier'][0]:.4g}")
-    composed = report["composed"]
-    if composed["ledger_file"] is not None:
-        print(f"ledger {composed['ledger_file']}: {composed['releases']} releases in all, "
-              f"{reporting.composed_total(report)}")
+    if shared_ledger.summary(report) is not None:
+        print(shared_ledger.summary(report))
     return 0
 
 
@@ -157,7 +141,7 @@ def run_command(config: ml_collections.ConfigDict, out: pathlib.Path, progress: 
     processes.check_same(hashlib.sha256(config.to_json().encode()).hexdigest(),
                          "the run's config (--config and every --set)")
     writer = processes.is_writer()
-    devices = _check_devices(devices)
+    devices = check_devices(devices)
     non_private = config.privacy.non_private
     if non_private and ledger_path is not None:
         raise ValueError("privacy.non_private=true releases clean counts: it cannot be "
@@ -168,7 +152,7 @@ def run_command(config: ml_collections.ConfigDict, out: pathlib.Path, progress: 
                                   non_private=non_private)
     shared = ledger_path is not None
     if resume:
-        ledger_path = _resumed_ledger(out, ledger_path, ledger_budget)
+        ledger_path = shared_ledger.resumed_ledger(out, ledger_path, ledger_budget)
         ledger, run_start = None, None
     else:
         # Before the ledger file (a refused --out creates none), on every process before any
@@ -214,9 +198,8 @@ def run_command(config: ml_collections.ConfigDict, out: pathlib.Path, progress: 
                 out / LEDGER_FILE, delta=config.privacy.delta, adjacency=ADJACENCY,
                 epsilon_budget=_own_budget(config)))
         checkpoint = checkpoints.RunCheckpoint.create(
-            out, fingerprint, run={"shared_ledger": shared, "run_start": run_start,
-                                   "ledger_file": str((ledger_path if shared else
-                                                       out / LEDGER_FILE).absolute())})
+            out, fingerprint, run=shared_ledger.run_record(
+                ledger_path if shared else out / LEDGER_FILE, shared, run_start))
     private_data, public = _report_inputs(config, source, private_rows, reference, pe_config,
                                           generator_description)
     non_private_outputs = {"metrics/": (
@@ -284,34 +267,13 @@ def run_command(config: ml_collections.ConfigDict, out: pathlib.Path, progress: 
     return report
 
 
-def _check_devices(devices: int | None) -> int:
-    """``--devices``: an int in [1, local device count]; None means all local devices."""
-    import jax
-
-    from pe_jax._checks import check_int
-
-    available = jax.local_device_count()
-    return available if devices is None else check_int("--devices", devices, 1, available)
-
-
 def run_mesh(devices: int | None, population: int) -> "jax.sharding.Mesh | None":
     """The mesh a run of ``population`` synthetic samples uses on ``devices`` local devices
-    (None: all of them).
-
-    The population is split evenly over the devices, so when ``population`` is not a multiple
-    of ``devices`` the run uses the most of them that it is a multiple of, and prints a note
-    (1,000 samples on 8 devices: 8; on 6: 5; on 3: 2). One device gives ``None``: the
-    single-device program, with no mesh at all. Where the run happens never changes its
-    results (``pe_jax.sharding``).
+    (None: all of them): the most of them that split the population evenly
+    (``pe_jax.commands.device_mesh``). Where the run happens never changes its results
+    (``pe_jax.sharding``).
     """
-    from pe_jax import sharding
-
-    devices = _check_devices(devices)
-    used = sharding.even_devices(population, devices)
-    if used < devices:
-        print(f"pe-jax: the population of {population} samples does not split evenly over "
-              f"{devices} devices; running on {used} of them", file=sys.stderr)
-    return None if used == 1 else sharding.local_mesh(used)
+    return device_mesh(devices, population, f"the population of {population} samples")
 
 
 def _global_mesh(population: int) -> "jax.sharding.Mesh":
@@ -347,22 +309,6 @@ def _ledger_everywhere(path: pathlib.Path | None,
         json.loads(path.read_text()))
 
 
-def _resumed_ledger(out: pathlib.Path, given: pathlib.Path | None,
-                    budget: float | None) -> pathlib.Path | None:
-    """The shared ledger file of the interrupted run in ``out``, checked against ``--ledger``."""
-    from pe_jax import resume
-
-    if budget is not None:
-        raise ValueError("--ledger-budget sets the budget of a new --ledger file; a resumed "
-                         "run keeps its ledger")
-    recorded = resume.RunCheckpoint.recorded_run(out)
-    path = pathlib.Path(recorded["ledger_file"]) if recorded["shared_ledger"] else None
-    if given is not None and (path is None or given.absolute() != path):
-        raise ValueError(f"--ledger: the interrupted run in {str(out)!r} recorded its releases "
-                         f"in {recorded['ledger_file']!r}; leave --ledger out to continue there")
-    return path
-
-
 def _public_model_files(config: ml_collections.ConfigDict, generator: object
                         ) -> list[pathlib.Path]:
     """The files of the public models the run uses: fonts or prior, embedding, metrics."""
@@ -390,20 +336,9 @@ def _own_budget(config: ml_collections.ConfigDict) -> float | None:
 
 def _ledger(config: ml_collections.ConfigDict, path: pathlib.Path | None,
             budget: float | None) -> "PrivacyLedger":
-    """The run's ledger: the file ``path`` (``--ledger``), or a fresh one whose budget is the
-    run's own epsilon."""
-    from pe_jax import privacy
-
-    if path is None:
-        if budget is not None:
-            raise ValueError("--ledger-budget sets the budget of a --ledger file; give --ledger "
-                             "too, or leave it out")
-        return privacy.PrivacyLedger(config.privacy.delta, adjacency=ADJACENCY,
-                                     epsilon_budget=_own_budget(config))
-    if budget is not None and not (math.isfinite(budget) and budget > 0):
-        raise ValueError(f"--ledger-budget must be a finite epsilon > 0; got {budget!r}")
-    return privacy.PrivacyLedger.open(path, delta=config.privacy.delta, adjacency=ADJACENCY,
-                                      epsilon_budget=budget)
+    """The run's ledger (``shared_ledger.open_ledger``) at the run's delta."""
+    return shared_ledger.open_ledger(path, budget, delta=config.privacy.delta,
+                                     own_budget=_own_budget(config))
 
 
 EMBEDDING_DESCRIPTIONS = {

@@ -29,6 +29,7 @@ def get_config() -> ml_collections.ConfigDict:
     # Privacy: the noise multiplier is calibrated so that all steps spend at most epsilon.
     config.epsilon = 4.0
     config.delta = 1e-5
+    config.noise_seed = -1  # -1: keys from os.urandom; a seed gives reproducible, NOT private noise
     # Synthetic data: drawn from the fine-tuned model after training (post-processing).
     config.samples_per_class = 100
     config.sample_steps = 25  # respaced DDIM steps, as digits.py's random API

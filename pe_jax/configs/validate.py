@@ -165,6 +165,14 @@ def check_sections(config) -> None:
         require(key in config, key, "set (the config lacks it)", None)
 
 
+def check_noise_seed(name: str, seed: object) -> None:
+    """A noise seed: -1 (the CSPRNG: private) or an integer in [0, ``MAX_SEED``] (seeded:
+    reproducible, NOT private)."""
+    require(seed == -1 or not isinstance(seed, bool) and isinstance(seed, numbers.Integral)
+            and 0 <= seed <= MAX_SEED, name, "-1 (the CSPRNG) or a seed in [0, 2**63 - 1]",
+            seed)
+
+
 def validate_run_config(config, available: tuple[int, str] | None = None) -> None:
     """Checks every setting ``pe-jax run`` reads (see the module docstring).
 
@@ -179,10 +187,7 @@ def validate_run_config(config, available: tuple[int, str] | None = None) -> Non
     require(not isinstance(config.seed, bool) and isinstance(config.seed, numbers.Integral)
             and 0 <= config.seed <= MAX_SEED, "seed", "an integer in [0, 2**63 - 1]", config.seed)
     check_data(data)
-    noise_seed = privacy.noise_seed
-    require(noise_seed == -1 or not isinstance(noise_seed, bool)
-            and isinstance(noise_seed, numbers.Integral) and 0 <= noise_seed <= MAX_SEED,
-            "privacy.noise_seed", "-1 (the CSPRNG) or a seed in [0, 2**63 - 1]", noise_seed)
+    check_noise_seed("privacy.noise_seed", privacy.noise_seed)
     check_real("privacy.epsilon", privacy.epsilon, 0, lo_open=True)
     check_real("privacy.delta", privacy.delta, 0, 1, lo_open=True, hi_open=True)
     check_bool("privacy.non_private", privacy.non_private)

@@ -27,7 +27,8 @@ from pe_jax.privacy import accounting
 if TYPE_CHECKING:
     from dp_accounting.pld.privacy_loss_distribution import PrivacyLossDistribution
 
-__all__ = ["ACCOUNTANT", "MECHANISM", "check_adjacency", "check_sampling_rate", "epsilon",
+__all__ = ["ACCOUNTANT", "MECHANISM", "check_adjacency", "check_composable",
+           "check_sampling_rate", "epsilon",
            "epsilon_of_groups", "noise_multiplier"]
 
 MECHANISM: Final = "DP-SGD"
@@ -57,16 +58,29 @@ def check_adjacency(adjacency: str) -> None:
 # sigma 0.76, q 0.048 and gave epsilons 10.05719 vs 10.05713 after 300 steps (1.00038 vs
 # 1.00001 at sigma 3.27); pessimistic either way.
 _DISCRETIZATION: Final = 1e-3
+# dp_accounting composes only PLDs on the same grid: next to PE's releases, whose PLDs
+# (``accounting``) use dp_accounting's default 1e-4, the steps are built on that grid too.
+_MIXED_DISCRETIZATION: Final = 1e-4
 
 
 @functools.lru_cache(maxsize=8)
-def _step_pld(sigma: float, rate: float) -> PrivacyLossDistribution:
-    """The PLD of one step (cached: a ledger composes the same step for count after count)."""
+def _step_pld(sigma: float, rate: float, interval: float) -> PrivacyLossDistribution:
+    """The PLD of one step on the grid ``interval`` (cached: a ledger composes the same
+    step for count after count)."""
     from dp_accounting.pld import privacy_loss_distribution as pld_lib
 
     return pld_lib.from_gaussian_mechanism(sigma, sensitivity=1, sampling_prob=rate,
                                            pessimistic_estimate=True,
-                                           value_discretization_interval=_DISCRETIZATION)
+                                           value_discretization_interval=interval)
+
+
+def check_composable(mechanisms: set[str]) -> None:
+    """Refuses DP-SGD steps next to zCDP-only releases (``accounting.ZCDP_MECHANISMS``): the
+    subsampled Gaussian is accounted by its PLD, which does not compose with zCDP."""
+    zcdp = sorted(mechanisms & set(accounting.ZCDP_MECHANISMS))
+    if MECHANISM in mechanisms and zcdp:
+        raise ValueError(f"a ledger cannot compose DP-SGD steps with {', '.join(zcdp)} "
+                         "releases (accounted in zCDP only); keep them in separate ledgers")
 
 
 def _clt_mu(sigma: float, rate: float, steps: int) -> float:
@@ -89,8 +103,11 @@ def epsilon_of_groups(groups: tuple[tuple[str, float, int, float, int], ...], ad
     if any(sigma == 0.0 for _, sigma, _, _, _ in groups):
         return math.inf
     finite = [g for g in groups if g[1] != math.inf]
-    if any(m == MECHANISM for m, *_ in finite):
+    mechanisms = {m for m, *_ in finite}
+    check_composable(mechanisms)
+    if MECHANISM in mechanisms:
         check_adjacency(adjacency)
+    interval = _DISCRETIZATION if mechanisms == {MECHANISM} else _MIXED_DISCRETIZATION
     factor = math.sqrt(2.0) if adjacency == "replace_one" else 1.0
     accounting._check_mu(math.sqrt(sum(
         _clt_mu(s, q, n) ** 2 if m == MECHANISM else n * factor ** 2 / s ** 2
@@ -98,7 +115,7 @@ def epsilon_of_groups(groups: tuple[tuple[str, float, int, float, int], ...], ad
     total = None
     for mechanism, sigma, k, rate, count in finite:
         if mechanism == MECHANISM:
-            base = _step_pld(sigma, rate)
+            base = _step_pld(sigma, rate, interval)
             p = base.self_compose(count) if count > 1 else base
         else:
             p = accounting._pld(mechanism, adjacency, sigma, k, count)

@@ -253,6 +253,7 @@ class PrivacyLedger:
         event = _check_event(event)
         times = check_int("times", times, 1)
         _check_mixing(self._seeded_held, event)
+        dpsgd_accounting.check_composable({event.mechanism, *(m for m, *_ in self._counts)})
         if event.mechanism == dpsgd_accounting.MECHANISM:
             dpsgd_accounting.check_adjacency(self._adjacency)
         else:
