@@ -186,9 +186,9 @@ def train_priors(out: pathlib.Path, split: dict, prior: dict, halves: list[str]
 
 
 def pe_run(out: pathlib.Path, epsilon: float, name: str, private: pathlib.Path,
-           prior: pathlib.Path, settings: dict) -> pathlib.Path:
+           prior: pathlib.Path, settings: dict, seed: int) -> pathlib.Path:
     """One ``pe-jax run`` on a private part (continued with ``--resume`` if interrupted)."""
-    folder = out / f"pe_eps{epsilon:g}_{name}"
+    folder = out / f"pe_eps{epsilon:g}_{name}{f'_seed{seed}' if seed else ''}"
     if (folder / "samples.npz").exists() and not (folder / "INCOMPLETE").exists():
         return folder
     if folder.exists():
@@ -197,7 +197,8 @@ def pe_run(out: pathlib.Path, epsilon: float, name: str, private: pathlib.Path,
         command = ["pe-jax", "run", "--config", "pe_jax/configs/fashion_mnist.py",
                    "--out", str(folder), "--quiet"]
         overrides = {"data.source": "npz", "data.path": str(private),
-                     "generator.prior": str(prior), "privacy.epsilon": epsilon, **settings}
+                     "generator.prior": str(prior), "privacy.epsilon": epsilon, **settings,
+                     **({"seed": seed} if seed else {})}
         for key, value in overrides.items():
             command += ["--set", f"{key}={value}"]
     log("$ " + shlex.join(command))
@@ -295,6 +296,7 @@ def main() -> None:
     parser.add_argument("--halves", nargs="+", default=list(HALVES), choices=list(HALVES),
                         help="train the priors and run PE of these halves only (no scores "
                              "unless both)")
+    parser.add_argument("--seed", type=int, default=0, help="the PE runs' seed")
     parser.add_argument("--tiny", action="store_true", help="a smoke test of every stage")
     args = parser.parse_args()
     out = pathlib.Path(args.out)
@@ -319,7 +321,8 @@ def main() -> None:
         log(json.dumps(timed(row, start, cpu)))
     if "pe" in args.stages:
         for epsilon in args.epsilons:
-            folders = {name: pe_run(out, epsilon, name, private[name], priors[name], settings)
+            folders = {name: pe_run(out, epsilon, name, private[name], priors[name], settings,
+                              args.seed)
                        for name in args.halves}
             if not score:
                 continue
@@ -329,7 +332,8 @@ def main() -> None:
                     parts[name] = (samples["images"], samples["labels"])
             images, labels = union(parts)
             start, cpu = time.perf_counter(), cpu_seconds()
-            row = {"row": f"PE epsilon {epsilon:g}", "train_rows": len(labels),
+            row = {"row": f"PE epsilon {epsilon:g}", "seed": args.seed,
+                   "train_rows": len(labels),
                    **score(images, labels),
                    "ledger_epsilon": {n: ledger_epsilon(f) for n, f in folders.items()},
                    "pe_time": {n: json.loads((f / "timing.json").read_text())
