@@ -26,14 +26,20 @@ on the public half only: no Inception weights exist here, so it is NOT Inception
 comparable to published FIDs.
 
 What it is not: not DPImageBench's public data (ImageNet), not its 60,000 private rows (the
-private half has about 30,000), one seed, CPU-sized models and PE settings (below), chosen
-before any run and not tuned on the private rows.
-``noise_seed`` is -1 (OS randomness), so the runs are private.
+private half has about 30,000), not a synthetic set the size of the training set (here 2,000
+images), one seed per run (``--seed`` for more), CPU-sized models and PE settings (below),
+chosen before any run and not tuned on the private rows. ``noise_seed`` is -1 (OS
+randomness), so the runs are private.
 
-Run (each stage skips work whose outputs exist, so a stopped run continues)::
+Run (each stage skips work whose outputs exist, so a stopped run continues; about 1.5 hours
+on 2 busy CPU cores)::
 
     nice -n 5 .venv/bin/python experiments/fashion_disjoint.py --out /tmp/fmnist \\
-        --epsilons 1 10
+        --epsilons 1 4 10
+
+``--stages`` and ``--halves`` run parts of it (e.g. ``--stages priors``, then ``--stages pe
+--halves A`` and ``--halves B`` side by side, then ``--stages baselines pe`` to score).
+Results are in ``experiments/RESULTS.md``.
 
 A JSON line of results is printed per epsilon and per baseline, and every ``pe-jax run``
 command is printed before it runs. ``--tiny`` runs the whole pipeline on a few rows with
