@@ -9,9 +9,12 @@ description of it that the privacy report lists as public:
   grey square images only. The description lists the fonts, the priors and their origin.
 * ``name = "diffusion"``: ``pe_jax.apis.diffusion.DiffusionGenerator`` loaded from the
   checkpoint ``prior`` (empty: the shipped default prior), sampling with ``steps`` DDIM steps
-  and guidance ``guidance``. The checkpoint must have been trained on the same classes (in the
-  same order), resolution and channels as the private data; the description repeats its
-  training command and training data (fonts, pose priors and their origin) from its metadata.
+  and guidance ``guidance``. A class-conditional checkpoint must have been trained on the same
+  classes (in the same order) as the private data; an unconditional one (``unet.num_classes``
+  0) serves any classes, each class's ``random`` samples drawn from the one unconditional
+  model (e.g. a prior trained on other classes than the private data's). Either must match
+  the data's resolution and channels. The description repeats its training command and
+  training data (fonts, pose priors and their origin) from its metadata.
 
 Heavy imports happen inside ``make_generator``, so importing this module is cheap.
 """
@@ -55,11 +58,11 @@ def make_generator(section: ml_collections.ConfigDict, class_names: Sequence[str
 
     path = pathlib.Path(section.prior or DEFAULT_PRIOR)
     metadata = checkpoints.load_metadata(path)
+    unet = metadata.get("unet", {})
     trained = metadata.get("class_names")
-    require(trained == list(class_names), "generator.prior",
-            f"a checkpoint trained on the classes {list(class_names)}",
-            f"{str(path)!r} with classes {trained}")
-    unet = metadata["unet"]
+    require(unet.get("num_classes") == 0 or trained == list(class_names), "generator.prior",
+            f"an unconditional checkpoint (unet.num_classes 0) or one trained on the classes "
+            f"{list(class_names)}", f"{str(path)!r}, conditional on the classes {trained}")
     trained_shape = (unet["resolution"], unet["resolution"], unet["channels"])
     require(trained_shape == tuple(image_shape), "generator.prior",
             f"a checkpoint of {height}x{width}x{channels} images",

@@ -16,18 +16,25 @@ writes to its output folder:
 * ``samples.png`` (the final grid) and ``training.json`` (losses, steps, wall time).
 
 Without ``--config`` it trains the shipped default prior (``pe_jax/configs/prior_digits8.py``).
+
+``fit_and_save`` is the glyph-free part (build the UNet, train it on any public batches, write
+the outputs and the checkpoint's metadata), for priors trained on other public data.
 """
 
 import argparse
 import json
 import pathlib
 import shlex
+from typing import TYPE_CHECKING
 
 import ml_collections
 
 from pe_jax._checks import require
 from pe_jax.commands import add_config_arguments, output_dir
 from pe_jax.configs import CONFIG_DIR, load_config
+
+if TYPE_CHECKING:
+    from pe_jax.training import loop
 
 NAME = "train-prior"
 HELP = "train a diffusion prior on rendered glyphs (public data) and save it as a checkpoint"
@@ -60,7 +67,41 @@ def execute(args: argparse.Namespace) -> int:
 
 def train_prior(config: ml_collections.ConfigDict, out: pathlib.Path, *, resume: bool,
                 progress: bool, command: str) -> dict:
-    """Trains the prior as the config says, writes the outputs above; returns the summary."""
+    """Trains the prior on glyphs as the config says, writes the outputs above; returns the
+    summary."""
+    import jax
+
+    from pe_jax.apis.glyphs import GlyphGenerator, describe_priors
+    from pe_jax.training import public_data
+
+    generator = GlyphGenerator(characters=config.characters, resolution=config.resolution)
+    fonts = [str(p) for p in generator.font_paths]
+    _prepare(out, config, fonts, resume)
+    data_key = jax.random.split(jax.random.key(config.seed), 3)[0]
+    if config.data_size:
+        images, labels = public_data.fixed_glyphs(generator, data_key, config.data_size)
+        batch_fn = public_data.array_batches(images, labels, config.batch_size, config.channels)
+    else:
+        batch_fn = public_data.glyph_batches(generator, config.batch_size, config.channels)
+    data = {"source": "pe_jax.apis.glyphs (rendered glyphs, public)",
+            "fonts": [pathlib.Path(f).name for f in fonts], "font_files": fonts,
+            "priors": describe_priors(generator.priors)}
+    return fit_and_save(config, out, batch_fn, class_names=list(config.characters), data=data,
+                        resume=resume, progress=progress, command=command,
+                        metadata={"characters": config.characters})
+
+
+def fit_and_save(config: ml_collections.ConfigDict, out: pathlib.Path,
+                 batch_fn: "loop.BatchFn", *, class_names: list[str], data: dict, resume: bool,
+                 progress: bool, command: str, metadata: dict | None = None) -> dict:
+    """Trains the UNet the config describes on ``batch_fn``'s public batches and writes
+    ``train/``, ``grids/``, ``samples.png``, ``checkpoint/`` and ``training.json`` to ``out``
+    (an existing folder, with a ``grids/`` folder).
+
+    The UNet is class-conditional on ``class_names`` when ``config.conditional``, else
+    unconditional (``num_classes`` 0). ``data`` describes the public training data in the
+    checkpoint's metadata; ``metadata`` adds entries to it. Returns the summary.
+    """
     import jax
     import jax.numpy as jnp
     import numpy as np
@@ -68,30 +109,20 @@ def train_prior(config: ml_collections.ConfigDict, out: pathlib.Path, *, resume:
 
     from pe_jax import checkpoints, reporting, sharding
     from pe_jax.apis.diffusion import DiffusionGenerator
-    from pe_jax.apis.glyphs import GlyphGenerator, describe_priors
     from pe_jax.diffusion import make_schedule
-    from pe_jax.training import diffusion as training
-    from pe_jax.training import loop, public_data
     from pe_jax.models.unet import UNet, UNetConfig
+    from pe_jax.training import diffusion as training
 
-    generator = GlyphGenerator(characters=config.characters, resolution=config.resolution)
-    fonts = [str(p) for p in generator.font_paths]
-    _prepare(out, config, fonts, resume)
     unet_config = UNetConfig(
         resolution=config.resolution, channels=config.channels, base_width=config.base_width,
         width_multipliers=tuple(config.width_multipliers),
         blocks_per_level=config.blocks_per_level,
         attention_resolutions=tuple(config.attention_resolutions),
-        num_classes=generator.num_classes if config.conditional else 0,
+        num_classes=len(class_names) if config.conditional else 0,
         dropout=config.dropout, norm_groups=config.norm_groups, dtype=config.dtype)
     model = UNet(unet_config, rngs=nnx.Rngs(config.seed))
     schedule = make_schedule(config.schedule, config.schedule_steps)
-    data_key, train_key, sample_key = jax.random.split(jax.random.key(config.seed), 3)
-    if config.data_size:
-        images, labels = public_data.fixed_glyphs(generator, data_key, config.data_size)
-        batch_fn = public_data.array_batches(images, labels, config.batch_size, config.channels)
-    else:
-        batch_fn = public_data.glyph_batches(generator, config.batch_size, config.channels)
+    _, train_key, sample_key = jax.random.split(jax.random.key(config.seed), 3)
     settings = training.TrainSettings(
         steps=config.steps, learning_rate=config.learning_rate,
         warmup_steps=config.warmup_steps, weight_decay=config.weight_decay,
@@ -104,7 +135,7 @@ def train_prior(config: ml_collections.ConfigDict, out: pathlib.Path, *, resume:
         require(config.batch_size % mesh.size == 0, "batch_size",
                 f"a multiple of the device count {mesh.size}", config.batch_size)
 
-    rows = generator.num_classes if config.conditional else 8
+    rows = len(class_names) if config.conditional else 8
     grid_labels = np.repeat(np.arange(rows, dtype=np.int32), GRID_COLUMNS)
     graphdef = nnx.graphdef(model)
 
@@ -118,7 +149,7 @@ def train_prior(config: ml_collections.ConfigDict, out: pathlib.Path, *, resume:
         reporting.save_image_grid(path, np.asarray(samples.images)[..., :1], grid_labels, rows,
                                   GRID_COLUMNS, caption=caption)
 
-    def grid_callback(step: int, state: loop.TrainState) -> None:
+    def grid_callback(step: int, state: "loop.TrainState") -> None:
         if step % config.sample_every == 0:
             write_grid(out / "grids" / f"step_{step:06d}.png", state.ema)
 
@@ -135,15 +166,13 @@ def train_prior(config: ml_collections.ConfigDict, out: pathlib.Path, *, resume:
         "schedule": {"kind": config.schedule, "num_steps": config.schedule_steps},
         "sampling": {"steps": config.sample_steps,
                      "guidance": config.guidance if config.conditional else 1.0},
-        "characters": config.characters,
-        "class_names": list(config.characters),
-        "data": {"source": "pe_jax.apis.glyphs (rendered glyphs, public)",
-                 "fonts": [pathlib.Path(f).name for f in fonts], "font_files": fonts,
-                 "priors": describe_priors(generator.priors)},
+        "class_names": list(class_names),
+        "data": data,
         "training": json.loads(config.to_json()),
         "command": command,
         "final_loss": final_loss,
         "steps": config.steps,
+        **(metadata or {}),
     }
     checkpoints.save(out / CHECKPOINT_DIR, result.model, metadata)
     (out / "training.json").write_text(json.dumps(summary, indent=2) + "\n")

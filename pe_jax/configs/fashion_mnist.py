@@ -10,10 +10,11 @@ the same four IDX files). The same images from a prepared TFDS ``data_dir``::
 reference rows of the downstream accuracy; the other 54,000 are private. The official 10,000
 test images are not used here.
 
-Generator: there is no default. ``generator.prior`` must name a class-conditional diffusion
-checkpoint (``pe_jax.checkpoints``, e.g. from ``pe-jax train-prior``) trained on PUBLIC data at
-28x28x1 with Fashion-MNIST's class names in order; a prior trained on any of these training
-rows would make the guarantee void.
+Generator: there is no default. ``generator.prior`` must name a diffusion checkpoint
+(``pe_jax.checkpoints``, e.g. from ``pe-jax train-prior``) trained on PUBLIC data at 28x28x1:
+class-conditional with Fashion-MNIST's class names in order, or unconditional (then it serves
+any classes; ``experiments/fashion_disjoint.py`` trains two on class-disjoint public rows). A
+prior trained on any of the private rows would make the guarantee void.
 
 Embedding: the pixels (784 values), since no Inception weights ship with pe_jax; with converted
 FID Inception weights ``--set embedding.name=inception --set embedding.checkpoint=DIR`` votes in
