@@ -24,7 +24,9 @@ generation (random, variation, rendering) and embedding, and its embeddings are 
 (replicated) for the vote, where each device scores its own shard of the private blocks and a
 ``psum`` adds the integer counts (``pe_jax.voting.kernel``). A row's computation is the same
 on every device, so the results do not depend on the device count (tested bitwise on 8 CPU
-devices against 1 in ``tests/multidevice/test_step_sharded.py``).
+devices against 1 in ``tests/multidevice/test_step_sharded.py``, with the glyph generator);
+a generator whose float kernels round differently with the rows per device, such as the
+diffusion UNet's convolutions on XLA:CPU, agrees only to that rounding (about 1e-7).
 
 Helpers work on single arrays or pytrees, eagerly (``jax.device_put``) and inside ``jax.jit``
 (``jax.lax.with_sharding_constraint``); ``mesh=None`` means one device and makes each helper

@@ -60,7 +60,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--devices", type=int, default=None, metavar="N",
         help="run on the first N local devices (default: all of them), with the private rows "
-             "and the population split over them; the results do not depend on N. When the "
+             "and the population split over them; the results do not depend on N (up to the "
+             "diffusion prior's float rounding; the glyph generator's bit for bit). When the "
              "population does not split evenly over N devices, the run uses the most of them "
              "that it does split over, and says so")
     distributed.add_arguments(parser)
