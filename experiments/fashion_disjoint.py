@@ -39,6 +39,9 @@ on 2 busy CPU cores)::
 
 ``--stages`` and ``--halves`` run parts of it (e.g. ``--stages priors``, then ``--stages pe
 --halves A`` and ``--halves B`` side by side, then ``--stages baselines pe`` to score).
+``--shared-prior DIR`` has one checkpoint serve both halves in place of A and B (the issue's
+second row: a prior trained on rendered glyphs only, by ``pe-jax train-prior``); its runs go to
+folders suffixed with the checkpoint's run folder name.
 Results are in ``experiments/RESULTS.md``.
 
 A JSON line of results is printed per epsilon and per baseline, and every ``pe-jax run``
@@ -192,9 +195,10 @@ def train_priors(out: pathlib.Path, split: dict, prior: dict, halves: list[str]
 
 
 def pe_run(out: pathlib.Path, epsilon: float, name: str, private: pathlib.Path,
-           prior: pathlib.Path, settings: dict, seed: int) -> pathlib.Path:
-    """One ``pe-jax run`` on a private part (continued with ``--resume`` if interrupted)."""
-    folder = out / f"pe_eps{epsilon:g}_{name}{f'_seed{seed}' if seed else ''}"
+           prior: pathlib.Path, settings: dict, seed: int, tag: str = "") -> pathlib.Path:
+    """One ``pe-jax run`` on a private part (continued with ``--resume`` if interrupted);
+    ``tag`` names a shared prior in the folder's name."""
+    folder = out / f"pe_eps{epsilon:g}_{name}{f'_seed{seed}' if seed else ''}{tag}"
     if (folder / "samples.npz").exists() and not (folder / "INCOMPLETE").exists():
         return folder
     if folder.exists():
@@ -303,6 +307,9 @@ def main() -> None:
                         help="train the priors and run PE of these halves only (no scores "
                              "unless both)")
     parser.add_argument("--seed", type=int, default=0, help="the PE runs' seed")
+    parser.add_argument("--shared-prior", type=pathlib.Path, default=None, metavar="DIR",
+                        help="one unconditional checkpoint that serves both halves in place "
+                             "of priors A and B (e.g. trained on rendered glyphs only)")
     parser.add_argument("--tiny", action="store_true", help="a smoke test of every stage")
     args = parser.parse_args()
     out = pathlib.Path(args.out)
@@ -313,7 +320,11 @@ def main() -> None:
         recipe.update(TINY["recipe"])
     split = load_split(out, TINY["rows"] if args.tiny else None)
     private = write_private_parts(out, split)
-    priors = train_priors(out, split, prior, args.halves)
+    if args.shared_prior is None:
+        priors, tag = train_priors(out, split, prior, args.halves), ""
+    else:
+        priors = {name: args.shared_prior for name in args.halves}
+        tag = f"_{args.shared_prior.absolute().parent.name}"
     both = len(args.halves) == len(HALVES)
     score = Scorer(split, recipe) if both and {"baselines", "pe"} & set(args.stages) else None
     if score and "baselines" in args.stages:
@@ -328,7 +339,7 @@ def main() -> None:
     if "pe" in args.stages:
         for epsilon in args.epsilons:
             folders = {name: pe_run(out, epsilon, name, private[name], priors[name], settings,
-                              args.seed)
+                                    args.seed, tag)
                        for name in args.halves}
             if not score:
                 continue
@@ -338,7 +349,7 @@ def main() -> None:
                     parts[name] = (samples["images"], samples["labels"])
             images, labels = union(parts)
             start, cpu = time.perf_counter(), cpu_seconds()
-            row = {"row": f"PE epsilon {epsilon:g}", "seed": args.seed,
+            row = {"row": f"PE epsilon {epsilon:g}{tag}", "seed": args.seed,
                    "train_rows": len(labels),
                    **score(images, labels),
                    "ledger_epsilon": {n: ledger_epsilon(f) for n, f in folders.items()},
