@@ -199,7 +199,9 @@ def pe_run(out: pathlib.Path, epsilon: float, name: str, private: pathlib.Path,
     """One ``pe-jax run`` on a private part (continued with ``--resume`` if interrupted);
     ``tag`` names a shared prior in the folder's name."""
     folder = out / f"pe_eps{epsilon:g}_{name}{f'_seed{seed}' if seed else ''}{tag}"
-    if (folder / "samples.npz").exists() and not (folder / "INCOMPLETE").exists():
+    from pe_jax.commands.run import completed
+
+    if completed(folder):
         return folder
     if folder.exists():
         command = ["pe-jax", "run", "--resume", str(folder), "--quiet"]
@@ -240,14 +242,15 @@ class Scorer:
     PUBLIC half only: not Inception FID, so not comparable to published FIDs."""
 
     def __init__(self, split: dict, recipe: dict):
+        from pe_jax.embeddings import BatchedEmbedder, model_features
         from pe_jax.metrics.downstream import Recipe, train_classifier
 
         self.split, self.recipe = split, Recipe(**recipe)
         self.test_images = to_unit(split["test_images"])
         features = train_classifier(to_unit(split["public_images"]), split["public_labels"],
                                     10, self.recipe)
-        self._embed = nnx_jit_embed(features)
-        self.test_features = self._embed(self.test_images)
+        self._embed = BatchedEmbedder(*model_features(features, "embed"), batch_size=1000)
+        self.test_features = np.asarray(self._embed(self.test_images))
 
     def __call__(self, images: np.ndarray, labels: np.ndarray) -> dict:
         from pe_jax.metrics.downstream import downstream_accuracy
@@ -256,35 +259,25 @@ class Scorer:
         score = downstream_accuracy(images, labels, self.test_images, self.split["test_labels"],
                                     10, self.recipe)
         return {"accuracy": round(score, 4),
-                "fid_public_convnet": round(fid(self._embed(images), self.test_features), 2)}
-
-
-def nnx_jit_embed(model, batch_size: int = 1000):
-    """``model.embed`` under one ``jax.jit``, over numpy batches, as a numpy array."""
-    import jax
-    from flax import nnx
-
-    graphdef, state = nnx.split(model)
-    embed = jax.jit(lambda s, x: nnx.merge(graphdef, s).embed(x))
-    return lambda images: np.concatenate([np.asarray(embed(state, images[i:i + batch_size]))
-                                          for i in range(0, len(images), batch_size)])
+                "fid_public_convnet": round(fid(np.asarray(self._embed(images)),
+                                                self.test_features), 2)}
 
 
 def prior_alone(priors: dict[str, pathlib.Path], settings: dict) -> dict:
     """Each prior's ``random`` population as PE's iteration 0 draws it (same generator and
     size, labels in class blocks): the synthetic set without any private data."""
     import jax
-    import ml_collections
 
     from pe_jax.apis.factory import make_generator
+    from pe_jax.configs.sections import section
 
     per_class = settings["pe.samples_per_class"]
     parts = {}
     for name, folder in priors.items():
-        section = ml_collections.ConfigDict({"name": "diffusion", "prior": str(folder),
-                                             "steps": settings["generator.steps"],
-                                             "guidance": 1.0, "glyph_priors": None})
-        generator, _ = make_generator(section, [str(c) for c in HALVES[name][1]], (28, 28, 1))
+        generator, _ = make_generator(
+            section("generator", name="diffusion", prior=str(folder),
+                    steps=settings["generator.steps"]),
+            [str(c) for c in HALVES[name][1]], (28, 28, 1))
         labels = np.repeat(np.arange(5, dtype=np.int32), per_class)
         samples = generator.random(jax.random.fold_in(jax.random.key(0), 0), len(labels))
         parts[name] = (np.asarray(generator.images(samples)), labels)

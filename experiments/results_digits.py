@@ -27,6 +27,7 @@ import statistics
 import subprocess
 import sys
 
+from pe_jax.commands.run import completed
 from pe_jax.data.digits import TUNING_HELDOUT, sklearn_digits_source
 from pe_jax.metrics.downstream import downstream_accuracy
 
@@ -43,10 +44,6 @@ def command(folder: pathlib.Path, epsilon: float, seed: int) -> list[str]:
     budget = (["--set", "privacy.non_private=true"] if math.isinf(epsilon)
               else ["--set", f"privacy.epsilon={epsilon:g}"])
     return ["pe-jax", "run", "--out", str(folder), "--set", f"seed={seed}", *budget, "--quiet"]
-
-
-def finished(folder: pathlib.Path) -> bool:
-    return (folder / "samples.npz").exists() and not (folder / "INCOMPLETE").exists()
 
 
 def metric_rows(folder: pathlib.Path) -> tuple[dict, dict]:
@@ -87,7 +84,7 @@ def main() -> int:
     for epsilon in epsilons:
         for seed in seeds:
             folder = run_folder(args.out, epsilon, seed)
-            if not finished(folder):
+            if not completed(folder):
                 argv = command(folder, epsilon, seed)
                 print("$", " ".join(argv), flush=True)
                 subprocess.run([str(pe_jax), *argv[1:]], check=True)

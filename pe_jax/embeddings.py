@@ -145,8 +145,10 @@ class RandomProjectionEmbedder(BatchedEmbedder):
         super().__init__(features, batch_size=batch_size, mesh=mesh)
 
 
-def _model_features(model, method: str | None = None) -> tuple[Callable, Any]:
-    """A pure ``features(state, images)`` for an NNX model (split once, merged in the graph)."""
+def model_features(model, method: str | None = None) -> tuple[Callable, Any]:
+    """A pure ``features(state, images)`` for an NNX model (split once, merged in the graph)
+    and its state: ``BatchedEmbedder(*model_features(model, "embed"))`` embeds with any
+    model's ``embed`` method."""
     from flax import nnx
 
     graphdef, state = nnx.split(model)
@@ -170,7 +172,7 @@ class EncoderEmbedder(BatchedEmbedder):
         from pe_jax.models import encoder
 
         model, self.metadata = encoder.load(checkpoint)
-        features, state = _model_features(model, "embed")
+        features, state = model_features(model, "embed")
         super().__init__(features, state, batch_size=batch_size, mesh=mesh)
 
 
@@ -187,7 +189,7 @@ class InceptionEmbedder(BatchedEmbedder):
 
         model = inception.abstract_model()
         self.metadata = checkpoints.restore(weights, model)
-        features, state = _model_features(model)
+        features, state = model_features(model)
         super().__init__(features, state, batch_size=batch_size, mesh=mesh)
 
 

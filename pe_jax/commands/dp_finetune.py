@@ -119,8 +119,7 @@ def execute(args: argparse.Namespace) -> int:
     dp = report["dp_sgd"]
     print(f"wrote {out}: {reporting.guarantee(report)}, {dp['steps']} DP-SGD steps, "
           f"sampling rate {dp['sampling_rate']:.4g}, sigma = {dp['noise_multiplier']:.4g}")
-    if shared_ledger.summary(report) is not None:
-        print(shared_ledger.summary(report))
+    shared_ledger.print_summary(report)
     return 0
 
 

@@ -45,6 +45,7 @@ HELP = "run Private Evolution and write its outputs"
 CONFIG_FILE = "config.json"
 LEDGER_FILE = "ledger.json"
 INCOMPLETE_FILE = "INCOMPLETE"
+SAMPLES_FILE = "samples.npz"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -65,6 +66,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
              "population does not split evenly over N devices, the run uses the most of them "
              "that it does split over, and says so")
     distributed.add_arguments(parser)
+
+
+def completed(out: pathlib.Path) -> bool:
+    """Whether ``out`` holds a run that ended: its samples written and no INCOMPLETE marker
+    (experiment scripts that run ``pe-jax run`` cell by cell skip the cells that did)."""
+    return (out / SAMPLES_FILE).exists() and not (out / INCOMPLETE_FILE).exists()
 
 
 def execute(args: argparse.Namespace) -> int:
@@ -97,8 +104,7 @@ def execute(args: argparse.Namespace) -> int:
         return 0
     print(f"wrote {out}: {reporting.guarantee(report)}, T = {report['iterations']}, "
           f"sigma = {report['noise_multiplier'][0]:.4g}")
-    if shared_ledger.summary(report) is not None:
-        print(shared_ledger.summary(report))
+    shared_ledger.print_summary(report)
     return 0
 
 
@@ -229,7 +235,7 @@ def run_command(config: ml_collections.ConfigDict, out: pathlib.Path, progress: 
 
     def save_samples(samples) -> None:
         images = generator.images(samples)
-        reporting.save_samples(out / "samples.npz", images, pe_config.layout.labels,
+        reporting.save_samples(out / SAMPLES_FILE, images, pe_config.layout.labels,
                                private.class_names)
         reporting.save_image_grid(out / "samples.png", images, pe_config.layout.labels,
                                   private.num_classes)

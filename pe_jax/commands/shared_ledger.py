@@ -78,12 +78,11 @@ def run_record(ledger_file: pathlib.Path, shared: bool, run_start: int) -> dict:
             "ledger_file": str(ledger_file.absolute())}
 
 
-def summary(report: dict) -> str | None:
-    """The line a command prints about a shared ledger file (None without one)."""
+def print_summary(report: dict) -> None:
+    """Prints the line a command ends with about its shared ledger file (none without one)."""
     from pe_jax import reporting
 
     composed = report["composed"]
-    if composed["ledger_file"] is None:
-        return None
-    return (f"ledger {composed['ledger_file']}: {composed['releases']} releases in all "
-            f"({reporting.composed_mechanisms(report)}), {reporting.composed_total(report)}")
+    if composed["ledger_file"] is not None:
+        print(f"ledger {composed['ledger_file']}: {composed['releases']} releases in all "
+              f"({reporting.composed_mechanisms(report)}), {reporting.composed_total(report)}")
