@@ -37,6 +37,10 @@ on 2 busy CPU cores)::
     nice -n 5 .venv/bin/python experiments/fashion_disjoint.py --out /tmp/fmnist \\
         --epsilons 1 4 10
 
+``--epsilons inf`` runs PE non-private (clean counts: NOT DP, an upper reference).
+``--method dpsgd`` makes each half's synthetic set by DP-SGD fine-tuning of the same prior on
+the same private rows (``pe-jax dp-finetune``, settings ``DPSGD_SETTINGS``; the unconditional
+prior gets label embeddings that start at zero), scored the same way: issue 16's baseline.
 ``--stages`` and ``--halves`` run parts of it (e.g. ``--stages priors``, then ``--stages pe
 --halves A`` and ``--halves B`` side by side, then ``--stages baselines pe`` to score).
 ``--shared-prior DIR`` has one checkpoint serve both halves in place of A and B (the issue's
@@ -51,6 +55,7 @@ tiny settings (a smoke test, minutes).
 
 import argparse
 import json
+import math
 import pathlib
 import resource
 import shlex
@@ -59,6 +64,7 @@ import sys
 import time
 
 import numpy as np
+from results_digits import budget_override
 
 SPLIT_SALT = "fashion_disjoint_public"
 """The salt of the public/private hash split (rows ``heldout_mask`` holds out are public)."""
@@ -79,12 +85,22 @@ PE_SETTINGS = {"pe.samples_per_class": 200, "pe.iterations": 8, "pe.threshold_si
 ``data.heldout``: the 2 % of each half's private rows the run sets aside; metrics are off, so
 they are unused."""
 
+DPSGD_SETTINGS = {"samples_per_class": 200, "sample_steps": 20, "data.heldout": 0.02,
+                  "metrics": "", "dpsgd.steps": 150, "dpsgd.batch_size": 128,
+                  "dpsgd.learning_rate": 1e-3, "dpsgd.checkpoint_every": 25}
+"""``--method dpsgd``: ``--set`` overrides of ``pe_jax/configs/dp_finetune_digits.py`` for
+each DP-SGD fine-tune of a prior on its half. The same private rows as PE (same data file and
+held-out fraction), the same samples per class and DDIM steps; CPU-sized training (150 steps
+of expected batch 128), chosen before any run and not tuned."""
+
 RECIPE = {"steps": 2000, "batch_size": 64}
 """The downstream ConvNet's recipe (``pe_jax.metrics.downstream.Recipe``), the same for all."""
 
 TINY = {"rows": 600, "prior": {"steps": 4, "checkpoint_every": 2, "log_every": 2},
         "pe": {"pe.samples_per_class": 4, "pe.iterations": 2, "generator.steps": 2,
-               "data.heldout": 0.1}, "recipe": {"steps": 10}}
+               "data.heldout": 0.1}, "recipe": {"steps": 10},
+        "dpsgd": {"samples_per_class": 4, "sample_steps": 2, "data.heldout": 0.1,
+                  "dpsgd.steps": 4, "dpsgd.batch_size": 32, "dpsgd.checkpoint_every": 2}}
 """``--tiny``: a smoke test of every stage."""
 
 
@@ -194,23 +210,30 @@ def train_priors(out: pathlib.Path, split: dict, prior: dict, halves: list[str]
     return folders
 
 
-def pe_run(out: pathlib.Path, epsilon: float, name: str, private: pathlib.Path,
-           prior: pathlib.Path, settings: dict, seed: int, tag: str = "") -> pathlib.Path:
-    """One ``pe-jax run`` on a private part (continued with ``--resume`` if interrupted);
-    ``tag`` names a shared prior in the folder's name."""
-    folder = out / f"pe_eps{epsilon:g}_{name}{f'_seed{seed}' if seed else ''}{tag}"
-    from pe_jax.commands.run import completed
+def method_run(out: pathlib.Path, method: str, epsilon: float, name: str,
+               private: pathlib.Path, prior: pathlib.Path, settings: dict, seed: int,
+               tag: str = "") -> pathlib.Path:
+    """One ``pe-jax run`` (``method`` "pe") or ``pe-jax dp-finetune`` ("dpsgd") on a private
+    part with ``settings``, continued with ``--resume`` if interrupted; ``tag`` names a shared
+    prior in the folder's name. A DP-SGD run takes all its keys from the OS: its ``seed`` only
+    names another run."""
+    folder = out / f"{method}_eps{epsilon:g}_{name}{f'_seed{seed}' if seed else ''}{tag}"
+    from pe_jax.commands import completed
 
+    command_name = {"pe": "run", "dpsgd": "dp-finetune"}[method]
     if completed(folder):
         return folder
     if folder.exists():
-        command = ["pe-jax", "run", "--resume", str(folder), "--quiet"]
+        command = ["pe-jax", command_name, "--resume", str(folder), "--quiet"]
     else:
-        command = ["pe-jax", "run", "--config", "pe_jax/configs/fashion_mnist.py",
-                   "--out", str(folder), "--quiet"]
-        overrides = {"data.source": "npz", "data.path": str(private),
-                     "generator.prior": str(prior), "privacy.epsilon": epsilon, **settings,
-                     **({"seed": seed} if seed else {})}
+        command = ["pe-jax", command_name, "--out", str(folder), "--quiet"]
+        if method == "pe":
+            command += ["--config", "pe_jax/configs/fashion_mnist.py",
+                        "--set", budget_override(epsilon)]
+            overrides = {"generator.prior": str(prior), **({"seed": seed} if seed else {})}
+        else:
+            overrides = {"prior": str(prior), "epsilon": epsilon}
+        overrides.update({"data.source": "npz", "data.path": str(private), **settings})
         for key, value in overrides.items():
             command += ["--set", f"{key}={value}"]
     log("$ " + shlex.join(command))
@@ -223,8 +246,8 @@ def pe_run(out: pathlib.Path, epsilon: float, name: str, private: pathlib.Path,
     return folder
 
 
-def ledger_epsilon(folder: pathlib.Path) -> float:
-    """The epsilon the run's privacy report says it spent."""
+def ledger_epsilon(folder: pathlib.Path) -> float | None:
+    """The epsilon the run's privacy report says it spent (None: a non-private run)."""
     report = json.loads((folder / "privacy.json").read_text())
     return report["epsilon"]
 
@@ -292,7 +315,8 @@ def timed(row: dict, start: float, cpu: float) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default="/tmp/fmnist", help="folder of every output")
-    parser.add_argument("--epsilons", type=float, nargs="+", default=[1.0, 10.0])
+    parser.add_argument("--epsilons", type=float, nargs="+", default=[1.0, 10.0],
+                        help="the PE runs' budgets; inf = non-private (clean counts, NOT DP)")
     parser.add_argument("--stages", nargs="+", default=["baselines", "pe"],
                         choices=["priors", "baselines", "pe"],
                         help="what to run after the split and the priors")
@@ -300,16 +324,23 @@ def main() -> None:
                         help="train the priors and run PE of these halves only (no scores "
                              "unless both)")
     parser.add_argument("--seed", type=int, default=0, help="the PE runs' seed")
+    parser.add_argument("--method", default="pe", choices=["pe", "dpsgd"],
+                        help="what makes each half's synthetic set: PE (pe-jax run) or DP-SGD "
+                             "fine-tuning of the same prior (pe-jax dp-finetune)")
     parser.add_argument("--shared-prior", type=pathlib.Path, default=None, metavar="DIR",
                         help="one unconditional checkpoint that serves both halves in place "
                              "of priors A and B (e.g. trained on rendered glyphs only)")
     parser.add_argument("--tiny", action="store_true", help="a smoke test of every stage")
     args = parser.parse_args()
     out = pathlib.Path(args.out)
-    prior, settings, recipe = dict(PRIOR), dict(PE_SETTINGS), dict(RECIPE)
+    if args.method == "dpsgd" and any(math.isinf(e) for e in args.epsilons):
+        parser.error("--method dpsgd has no non-private run: give finite --epsilons")
+    prior, recipe = dict(PRIOR), dict(RECIPE)
+    settings = {"pe": dict(PE_SETTINGS), "dpsgd": dict(DPSGD_SETTINGS)}
     if args.tiny:
         prior.update(TINY["prior"])
-        settings.update(TINY["pe"])
+        for method in settings:
+            settings[method].update(TINY[method])
         recipe.update(TINY["recipe"])
     split = load_split(out, TINY["rows"] if args.tiny else None)
     private = write_private_parts(out, split)
@@ -326,13 +357,13 @@ def main() -> None:
                **score(to_unit(split["private_images"]), split["private_labels"])}
         log(json.dumps(timed(row, start, cpu)))
         start, cpu = time.perf_counter(), cpu_seconds()
-        images, labels = union(prior_alone(priors, settings))
+        images, labels = union(prior_alone(priors, settings["pe"]))
         row = {"row": "prior alone", "train_rows": len(labels), **score(images, labels)}
         log(json.dumps(timed(row, start, cpu)))
     if "pe" in args.stages:
         for epsilon in args.epsilons:
-            folders = {name: pe_run(out, epsilon, name, private[name], priors[name], settings,
-                                    args.seed, tag)
+            folders = {name: method_run(out, args.method, epsilon, name, private[name],
+                                        priors[name], settings[args.method], args.seed, tag)
                        for name in args.halves}
             if not score:
                 continue
@@ -342,11 +373,11 @@ def main() -> None:
                     parts[name] = (samples["images"], samples["labels"])
             images, labels = union(parts)
             start, cpu = time.perf_counter(), cpu_seconds()
-            row = {"row": f"PE epsilon {epsilon:g}{tag}", "seed": args.seed,
+            row = {"row": f"{args.method} epsilon {epsilon:g}{tag}", "seed": args.seed,
                    "train_rows": len(labels),
                    **score(images, labels),
                    "ledger_epsilon": {n: ledger_epsilon(f) for n, f in folders.items()},
-                   "pe_time": {n: json.loads((f / "timing.json").read_text())
+                   "run_time": {n: json.loads((f / "timing.json").read_text())
                                for n, f in folders.items() if (f / "timing.json").exists()}}
             log(json.dumps(timed(row, start, cpu)))
 

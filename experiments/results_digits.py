@@ -27,7 +27,7 @@ import statistics
 import subprocess
 import sys
 
-from pe_jax.commands.run import completed
+from pe_jax.commands import completed
 from pe_jax.data.digits import TUNING_HELDOUT, sklearn_digits_source
 from pe_jax.metrics.downstream import downstream_accuracy
 
@@ -39,11 +39,15 @@ def run_folder(out: pathlib.Path, epsilon: float, seed: int) -> pathlib.Path:
     return out / f"{name}_seed{seed}"
 
 
+def budget_override(epsilon: float) -> str:
+    """The ``--set`` value of a run's budget: ``inf`` is a non-private run (clean counts)."""
+    return "privacy.non_private=true" if math.isinf(epsilon) else f"privacy.epsilon={epsilon:g}"
+
+
 def command(folder: pathlib.Path, epsilon: float, seed: int) -> list[str]:
     """The ``pe-jax run`` command of one cell."""
-    budget = (["--set", "privacy.non_private=true"] if math.isinf(epsilon)
-              else ["--set", f"privacy.epsilon={epsilon:g}"])
-    return ["pe-jax", "run", "--out", str(folder), "--set", f"seed={seed}", *budget, "--quiet"]
+    return ["pe-jax", "run", "--out", str(folder), "--set", f"seed={seed}",
+            "--set", budget_override(epsilon), "--quiet"]
 
 
 def metric_rows(folder: pathlib.Path) -> tuple[dict, dict]:

@@ -14,6 +14,7 @@ import pytest
 from flax import nnx
 
 from pe_jax import checkpoints, cli, privacy, resume
+from pe_jax.apis.diffusion import _unet_from_metadata
 from pe_jax.audit.dpsgd_audit import DPSGDControl, dpsgd_audit
 from pe_jax.data import load_sklearn_digits
 from pe_jax.diffusion import epsilon_loss, make_schedule
@@ -174,6 +175,15 @@ def tiny_prior(tmp_path_factory):
     return prior
 
 
+@pytest.fixture(scope="module")
+def tiny_unconditional_prior(tmp_path_factory):
+    prior = tmp_path_factory.mktemp("prior") / "unconditional"
+    config = UNetConfig(**{**TINY.to_dict(), "num_classes": 0})
+    checkpoints.save(prior, UNet(config, rngs=nnx.Rngs(0)),
+                     {"unet": config.to_dict(), "schedule": SCHEDULE, "command": "test"})
+    return prior
+
+
 def _finetune_argv(prior, *sets):
     """``pe-jax dp-finetune`` with the tiny prior, 20 steps in 2 ledger segments, 3 samples
     per class; every run of this module keeps these settings so that they share one compile."""
@@ -200,7 +210,7 @@ def test_dp_finetune_on_digits_writes_the_outputs_of_a_run(tmp_path, capsys, com
         assert saved["images"].shape == (30, 8, 8, 1)
         np.testing.assert_array_equal(saved["labels"], np.repeat(np.arange(10), 3))
     assert (out / "samples.png").is_file() and (out / "metrics").is_dir()
-    assert not (out / ".resume").exists() and not (out / "INCOMPLETE.txt").exists()
+    assert not (out / ".resume").exists() and not (out / "INCOMPLETE").exists()
     assert checkpoints.load_metadata(out / "checkpoint")["dp_sgd"] == dp
 
 
@@ -219,7 +229,7 @@ def test_dp_finetune_interrupted_by_sigterm_resumes_to_the_uninterrupted_outputs
     assert cli.main(argv + ["--out", str(parts)]) == 130
     monkeypatch.undo()
     assert f"continue with: pe-jax dp-finetune --resume {parts}" in capsys.readouterr().err
-    assert (parts / "INCOMPLETE.txt").is_file() and (parts / resume.FOLDER).is_dir()
+    assert (parts / "INCOMPLETE").is_file() and (parts / resume.FOLDER).is_dir()
     partial = json.loads((parts / "privacy.json").read_text())
     assert not partial["complete"] and partial["iterations"] == 1  # segment 1 of 2 recorded
     assert not (parts / "samples.npz").exists()
@@ -238,7 +248,79 @@ def test_dp_finetune_interrupted_by_sigterm_resumes_to_the_uninterrupted_outputs
     report = json.loads((parts / "privacy.json").read_text())
     assert report["complete"] and not report["differentially_private"]  # seeded noise
     assert "noise_seed" in report["dp_sgd"]["noise_source"] and report["iterations"] == 2
-    assert not (parts / "INCOMPLETE.txt").exists() and not (parts / resume.FOLDER).exists()
+    assert not (parts / "INCOMPLETE").exists() and not (parts / resume.FOLDER).exists()
+
+
+def test_dp_finetune_on_a_shared_ledger_resumes_into_that_ledger(tmp_path, capsys, monkeypatch,
+                                                                 compile_cache, tiny_prior):
+    argv = _finetune_argv(tiny_prior, "metrics=", "noise_seed=7")
+    earlier = privacy.ReleaseEvent("DP-SGD", 3.0, sampling_rate=0.01, steps=5,
+                                   clipping_norm=1.0, source="seeded", seeded=True)
+    ledgers = {}
+    for name in ("whole", "parts"):  # each ledger file holds one earlier (seeded) release
+        ledgers[name] = privacy.PrivacyLedger.open(tmp_path / f"{name}.json", delta=1e-5,
+                                                   adjacency="add_remove", epsilon_budget=20.0)
+        ledgers[name].record(earlier)
+    assert cli.main(argv + ["--out", str(tmp_path / "whole"),
+                            "--ledger", str(tmp_path / "whole.json")]) == 0
+    save = resume.RunCheckpoint.save
+
+    def save_then_sigterm(self, state, iteration, draws, noise_rng):
+        save(self, state, iteration, draws, noise_rng)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    monkeypatch.setattr(resume.RunCheckpoint, "save", save_then_sigterm)
+    parts = tmp_path / "parts"
+    assert cli.main(argv + ["--out", str(parts), "--ledger", str(tmp_path / "parts.json")]) == 130
+    monkeypatch.undo()
+    stored = json.loads((tmp_path / "parts.json").read_text())["events"]
+    assert len(stored) == 2 and not (parts / "ledger.json").exists()  # earlier + segment 1
+    capsys.readouterr()
+    assert cli.main(["dp-finetune", "--quiet", "--resume", str(parts)]) == 0  # finds the file
+    assert "3 releases in all (3 DP-SGD)" in capsys.readouterr().out
+    assert (tmp_path / "parts.json").read_text() == (tmp_path / "whole.json").read_text()
+    report = json.loads((parts / "privacy.json").read_text())
+    assert report["composed"]["releases_before_this_run"] == 1 and report["iterations"] == 2
+    with np.load(tmp_path / "whole" / "samples.npz") as a, np.load(parts / "samples.npz") as b:
+        np.testing.assert_array_equal(a["images"], b["images"])
+
+
+def test_dp_finetune_labels_an_unconditional_prior_and_reads_an_npz_data_set(
+        tmp_path, compile_cache, tiny_unconditional_prior):
+    digits = load_sklearn_digits()
+    data = tmp_path / "digits.npz"
+    np.savez(data, images=digits.images, labels=digits.labels,
+             class_names=np.array(digits.class_names))
+    out = tmp_path / "run"
+    argv = _finetune_argv(tiny_unconditional_prior, "metrics=", "data.source=npz",
+                          f"data.path={data}", "data.heldout=0.3")
+    assert cli.main(argv + ["--out", str(out)]) == 0
+    report = json.loads((out / "privacy.json").read_text())
+    private, heldout = report["private_data"], report["public"]["heldout_reference"]
+    assert private["data"] == "npz" and private["source"]["rows"] == 1797
+    assert private["rows"] + heldout["rows"] == 1797 and heldout["fraction"] == 0.3
+    assert report["dp_sgd"]["sampling_rate"] == 100 / private["rows"]
+    assert "unconditional: its label embeddings were added at zero" in " ".join(
+        report["public"]["generator"]["description"].split())
+    with np.load(out / "samples.npz") as saved:
+        np.testing.assert_array_equal(saved["labels"], np.repeat(np.arange(10), 3))
+    # The fine-tuned model is class-conditional, and DP-SGD moved its label embeddings.
+    model, _ = checkpoints.load(out / "checkpoint", _unet_from_metadata)
+    assert model.config.num_classes == 10
+    assert np.abs(np.asarray(model.label_embedding.embedding[...])).max() > 0
+
+
+def test_a_conditional_prior_with_other_classes_is_refused_before_any_step(tmp_path, capsys,
+                                                                           tiny_prior):
+    digits = load_sklearn_digits()
+    data = tmp_path / "three.npz"
+    rows = digits.labels < 3
+    np.savez(data, images=digits.images[rows], labels=digits.labels[rows],
+             class_names=np.array(["0", "1", "2"]))
+    argv = _finetune_argv(tiny_prior, "metrics=", "data.source=npz", f"data.path={data}")
+    assert cli.main(argv + ["--out", str(tmp_path / "refused")]) == 2
+    assert "with the data's 3 classes" in capsys.readouterr().err
+    assert not (tmp_path / "refused").exists()
 
 
 def test_dp_finetune_and_pe_run_compose_in_one_ledger_file(tmp_path, capsys, compile_cache,

@@ -10,7 +10,7 @@ import pytest
 from flax import nnx
 
 from pe_jax.models.unet import (UNet, UNetConfig, _GroupNorm, compiler_options, init_unet,
-                                timestep_embedding)
+                                timestep_embedding, with_labels)
 
 
 def tiny(resolution: int, channels: int = 1, **overrides) -> UNetConfig:
@@ -68,6 +68,23 @@ def test_labels_condition_the_output_none_is_the_null_label_and_dropout_needs_a_
     np.testing.assert_array_equal(none, null)
     assert not np.allclose(drop5, drop6) and not np.allclose(drop5, zero)
     np.testing.assert_array_equal(zero, outputs(model, x, t)[0])
+
+
+def test_with_labels_computes_the_unconditional_function_until_trained():
+    plain = init_unet(tiny(8), seed=4)
+    x = jax.random.normal(jax.random.key(1), (4, 8, 8, 1))
+    t = jnp.array([10, 300, 600, 900])
+    labelled = with_labels(plain, 3)
+    assert labelled.config.num_classes == 3 and plain.config.num_classes == 0
+    want = np.asarray(plain(x, t))
+    for label in range(4):  # the 3 classes and the "no label" index
+        np.testing.assert_array_equal(labelled(x, t, jnp.full((4,), label)), want)
+    # The label embeddings are parameters: once they move, the labels condition the output.
+    embedding = labelled.label_embedding.embedding
+    embedding[...] = jax.random.normal(jax.random.key(2), embedding[...].shape)
+    assert not np.allclose(labelled(x, t, jnp.zeros(4, int)), labelled(x, t, jnp.ones(4, int)))
+    with pytest.raises(ValueError, match="model must be an unconditional UNet"):
+        with_labels(labelled, 3)
 
 
 def test_parameter_count_of_the_ddpm_cifar10_configuration():

@@ -22,6 +22,12 @@ INTERRUPTED_STATUS = 130
 
 OUT_HELP = "a new output folder (default: outputs/<config name>-<UTC time>)"
 
+INCOMPLETE_FILE = "INCOMPLETE"
+"""The marker an output folder holds until its command ends (``pe-jax run``, ``dp-finetune``)."""
+
+SAMPLES_FILE = "samples.npz"
+"""The synthetic data set a command writes into its output folder."""
+
 
 def add_config_arguments(parser: argparse.ArgumentParser, default_config: str | pathlib.Path,
                          described: str, *, out_help: str = OUT_HELP,
@@ -38,6 +44,12 @@ def output_dir(out: str | None, config_name: str) -> pathlib.Path:
     """``--out``, or ``outputs/<config name>-<UTC time>`` when it was not given."""
     stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%d-%H%M%S")
     return pathlib.Path(out or f"outputs/{config_name}-{stamp}")
+
+
+def completed(out: pathlib.Path) -> bool:
+    """Whether ``out`` holds a run that ended: its samples written and no INCOMPLETE marker
+    (experiment scripts that run commands cell by cell skip the cells that did)."""
+    return (out / SAMPLES_FILE).exists() and not (out / INCOMPLETE_FILE).exists()
 
 
 def _raise_interrupt(signum: int, frame: object) -> None:

@@ -3,13 +3,14 @@
 ``pe-jax dp-finetune [--config FILE] [--set key=value ...] [--out DIR] [--resume DIR]
 [--ledger FILE] [--devices N]``
 fine-tunes a diffusion prior (the shipped ``pe_jax/assets/prior_digits8``, or ``--set
-prior=DIR``: any ``pe_jax.checkpoints`` folder) on the private digits with DP-SGD
+prior=DIR``: any ``pe_jax.checkpoints`` folder, class-conditional or unconditional) on the
+private images of the config's ``data`` section (by default the private digits) with DP-SGD
 (``pe_jax.training.dpsgd``, on jax-privacy), calibrated so that all its steps spend at most
 ``epsilon``; then it samples ``samples_per_class`` images per class from the fine-tuned model
 and writes what ``pe-jax run`` writes, so that the two compare file for file:
 
 * ``samples.npz`` and ``samples.png``: the synthetic data set and its grid;
-* ``metrics/``: FID, precision/recall and downstream accuracy on the held-out digits (the
+* ``metrics/``: FID, precision/recall and downstream accuracy on the held-out rows (the
   same callbacks as ``pe-jax run``, logged once, at the last step);
 * ``privacy.json`` / ``privacy.txt``: the report of ``pe-jax run`` (same schema), with the
   ledger's ``DP-SGD`` events and a ``dp_sgd`` section (sampling rate, steps, noise
@@ -25,7 +26,7 @@ keys) comes from ``os.urandom``; ``noise_seed`` >= 0 derives it from that seed i
 the ledger is written before each segment of ``dpsgd.checkpoint_every`` steps and the
 training state after it, and ``--resume DIR`` continues with the same batches and noise,
 recording nothing twice. ``--ledger FILE`` records the steps in a ledger file shared with
-other runs on the same private digits (``pe-jax run --ledger``), so that a fine-tune and PE
+other runs on the same private data (``pe-jax run --ledger``), so that a fine-tune and PE
 runs compose (``pe_jax.commands.shared_ledger``). The DP-SGD step runs data-parallel over the
 local devices (``--devices N``: the first N), each taking its share of the padded batch.
 Without ``--config`` it runs ``pe_jax/configs/dp_finetune_digits.py``.
@@ -42,8 +43,9 @@ from typing import TYPE_CHECKING
 import ml_collections
 
 from pe_jax._checks import check_int, require
-from pe_jax.commands import (INTERRUPTED_STATUS, add_config_arguments, check_devices,
-                             device_mesh, output_dir, shared_ledger, sigterm_interrupts)
+from pe_jax.commands import (INCOMPLETE_FILE, INTERRUPTED_STATUS, SAMPLES_FILE,
+                             add_config_arguments, check_devices, device_mesh, output_dir,
+                             shared_ledger, sigterm_interrupts)
 from pe_jax.configs import CONFIG_DIR, load_config, load_saved_config
 
 if TYPE_CHECKING:
@@ -55,7 +57,6 @@ HELP = ("fine-tune a diffusion prior on the private images with DP-SGD, then sam
 DEFAULT_CONFIG = CONFIG_DIR / "dp_finetune_digits.py"
 CONFIG_FILE = "config.json"
 LEDGER_FILE = "ledger.json"
-INCOMPLETE_FILE = "INCOMPLETE.txt"
 MODEL_DIR = "checkpoint"
 NOISE_SOURCE = ("jax.random (threefry2x32) float32 Gaussian noise, keyed by 64 bits from "
                 "os.urandom")
@@ -126,11 +127,9 @@ def execute(args: argparse.Namespace) -> int:
 def validate_config(config: ml_collections.ConfigDict) -> None:
     """Checks every setting ``dp-finetune`` reads, before any folder, ledger or data."""
     from pe_jax.configs import validate
-    from pe_jax.data.digits import TUNING_HELDOUT
     from pe_jax.metrics.callbacks import METRICS
 
-    validate.check_choice("data", config.data, ("sklearn_digits",))
-    validate.check_real("heldout", config.heldout, TUNING_HELDOUT, 1, hi_open=True)
+    validate.check_data(config.data)
     validate.check_checkpoint("prior", config.prior)
     validate.check_real("epsilon", config.epsilon, 0, lo_open=True)
     validate.check_real("delta", config.delta, 0, 1, lo_open=True, hi_open=True)
@@ -184,10 +183,11 @@ def dp_finetune(config: ml_collections.ConfigDict, out: pathlib.Path, *, resume:
     from pe_jax import checkpoints, privacy, reporting, sharding
     from pe_jax import resume as run_checkpoint
     from pe_jax.apis.diffusion import DEFAULT_PRIOR, DiffusionGenerator, _unet_from_metadata
-    from pe_jax.data import load_sklearn_digits
+    from pe_jax.configs import build
     from pe_jax.diffusion import make_schedule
     from pe_jax.metrics.callbacks import make_callbacks
     from pe_jax.models import encoder
+    from pe_jax.models.unet import with_labels
     from pe_jax.privacy import dpsgd_accounting
     from pe_jax.training import dpsgd
     from pe_jax.training.diffusion import TrainSettings
@@ -200,7 +200,8 @@ def dp_finetune(config: ml_collections.ConfigDict, out: pathlib.Path, *, resume:
     else:
         reporting.check_output_dir(out)  # before anything is created or spent
     dp = config.dpsgd
-    private, reference = load_sklearn_digits().split(config.heldout)
+    source_data = build.data_source(config.data)
+    private, reference = build.private_and_reference(source_data, config.data)
     rows = len(private.labels)
     require(dp.batch_size <= rows, "dpsgd.batch_size", f"at most the {rows} private rows",
             dp.batch_size)
@@ -217,9 +218,12 @@ def dp_finetune(config: ml_collections.ConfigDict, out: pathlib.Path, *, resume:
     model, metadata = checkpoints.load(prior_path, _unet_from_metadata)
     shape = private.images.shape[1:]
     require((model.config.resolution, model.config.resolution, model.config.channels)
-            == shape and model.config.num_classes == private.num_classes, "prior",
-            f"a class-conditional {shape} prior with {private.num_classes} classes",
-            f"{str(prior_path)!r}")
+            == shape and model.config.num_classes in (0, private.num_classes), "prior",
+            f"a {shape} prior, unconditional or class-conditional with the data's "
+            f"{private.num_classes} classes", f"{str(prior_path)!r}")
+    unconditional = model.config.num_classes == 0
+    if unconditional:
+        model = with_labels(model, private.num_classes)
     schedule = make_schedule(**metadata["schedule"])
     seeded = config.noise_seed != -1
     source = SEEDED_SOURCE if seeded else NOISE_SOURCE
@@ -259,7 +263,8 @@ def dp_finetune(config: ml_collections.ConfigDict, out: pathlib.Path, *, resume:
     recorded = sum(event.steps for event in ledger.events[run_start:])
     mesh = device_mesh(devices, dp.pad_multiple,
                        f"dpsgd.pad_multiple = {dp.pad_multiple} (the padded batches' rows)")
-    private_data, public = _report_inputs(config, private, reference, prior_path, metadata)
+    private_data, public = _report_inputs(config, source_data.describe(), private, reference,
+                                          prior_path, metadata, unconditional)
     non_private_outputs = {"metrics/": (
         f"quality metrics ({config.metrics}) measured without noise on the "
         f"{len(reference.labels)} held-out real rows: statistics of those rows, which the "
@@ -293,7 +298,7 @@ def dp_finetune(config: ml_collections.ConfigDict, out: pathlib.Path, *, resume:
                                                                     jnp.uint32)),
                                len(labels), jnp.asarray(labels))
     images = np.asarray(generator.images(samples))
-    reporting.save_samples(out / "samples.npz", images, labels, private.class_names)
+    reporting.save_samples(out / SAMPLES_FILE, images, labels, private.class_names)
     reporting.save_image_grid(out / "samples.png", images, labels, private.num_classes)
     for callback in make_callbacks(config, out, generator=generator,
                                    num_classes=private.num_classes,
@@ -349,22 +354,28 @@ def _dpsgd_section(settings: "DPSGDSettings", steps: int, source: str) -> dict:
     }
 
 
-def _report_inputs(config: ml_collections.ConfigDict, private, reference,
-                   prior_path: pathlib.Path, metadata: dict) -> tuple[dict, dict]:
-    """The report's ``private_data`` and ``public`` entries (what is and is not protected)."""
+def _report_inputs(config: ml_collections.ConfigDict, described: dict, private, reference,
+                   prior_path: pathlib.Path, metadata: dict, unconditional: bool
+                   ) -> tuple[dict, dict]:
+    """The report's ``private_data`` and ``public`` entries (what is and is not protected);
+    ``described``: the data set's ``describe()``."""
+    from pe_jax.configs import build
+    from pe_jax.data import HELDOUT_RULE, HELDOUT_SALT
+
     rows = len(private.labels) + len(reference.labels)
     private_data = {
-        "description": f"the {len(private.labels):,} of the {rows:,} rows of scikit-learn's 8x8 "
-                       "handwritten digits (sklearn.datasets.load_digits) that the fixed "
+        "description": f"the {len(private.labels):,} of the {rows:,} rows of "
+                       f"{build.data_set_phrase(config.data, described)} that the fixed "
                        "held-out split leaves, images and labels; only they are trained on, "
                        "and the guarantee covers only them",
-        "data": config.data, "rows": len(private.labels), "rows_in_data_set": rows,
-        "labels": LABELS_PRIVATE}
+        "data": config.data.source, "source": described, "rows": len(private.labels),
+        "rows_in_data_set": rows, "labels": LABELS_PRIVATE}
+    labels = (" It was unconditional: its label embeddings were added at zero and are learnt "
+              "from the private rows, inside the DP-SGD guarantee." if unconditional else "")
     public = {
         "generator": {
-            "description": "the diffusion prior that is fine-tuned, trained on rendered glyphs "
-                           "only (its training command, fonts and pose priors are in its "
-                           "metadata)",
+            "description": "the diffusion prior that is fine-tuned, trained on public data only "
+                           "(its training command and data are in its metadata)." + labels,
             "checkpoint": str(prior_path), "command": metadata.get("command"),
             "training_data": metadata.get("data")},
         "private_row_count": {
@@ -373,10 +384,11 @@ def _report_inputs(config: ml_collections.ConfigDict, private, reference,
                            "fixed public rule)",
             "value": len(private.labels)},
         "heldout_reference": {
-            "description": f"the {len(reference.labels):,} real digits that the fixed split "
+            "description": f"the {len(reference.labels):,} real rows that the fixed split "
                            "holds out: never trained on; the quality metrics are measured on "
                            "them without noise, outside the guarantee",
-            "rows": len(reference.labels), "fraction": config.heldout},
+            "rows": len(reference.labels), "fraction": config.data.heldout,
+            "salt": HELDOUT_SALT, "rule": HELDOUT_RULE},
         "samples_per_class": {
             "description": "the number of synthetic samples drawn per class, set in the config "
                            "(not read from the private labels)",

@@ -27,9 +27,9 @@ from typing import TYPE_CHECKING
 
 import ml_collections
 
-from pe_jax.commands import (INTERRUPTED_STATUS, add_config_arguments, check_devices,
-                             device_mesh, distributed, output_dir, shared_ledger,
-                             sigterm_interrupts)
+from pe_jax.commands import (INCOMPLETE_FILE, INTERRUPTED_STATUS, SAMPLES_FILE,
+                             add_config_arguments, check_devices, device_mesh, distributed,
+                             output_dir, shared_ledger, sigterm_interrupts)
 from pe_jax.commands.shared_ledger import ADJACENCY
 from pe_jax.configs import DEFAULT_CONFIG, load_config, load_saved_config
 
@@ -44,8 +44,6 @@ NAME = "run"
 HELP = "run Private Evolution and write its outputs"
 CONFIG_FILE = "config.json"
 LEDGER_FILE = "ledger.json"
-INCOMPLETE_FILE = "INCOMPLETE"
-SAMPLES_FILE = "samples.npz"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -66,12 +64,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
              "population does not split evenly over N devices, the run uses the most of them "
              "that it does split over, and says so")
     distributed.add_arguments(parser)
-
-
-def completed(out: pathlib.Path) -> bool:
-    """Whether ``out`` holds a run that ended: its samples written and no INCOMPLETE marker
-    (experiment scripts that run ``pe-jax run`` cell by cell skip the cells that did)."""
-    return (out / SAMPLES_FILE).exists() and not (out / INCOMPLETE_FILE).exists()
 
 
 def execute(args: argparse.Namespace) -> int:
@@ -387,14 +379,13 @@ def _report_inputs(config: ml_collections.ConfigDict, source: "ImageSource",
     rows with the split that picks them, and the settings. Metrics on the held-out rows are
     outside the guarantee.
     """
+    from pe_jax.configs import build
     from pe_jax.data import HELDOUT_RULE, HELDOUT_SALT
 
     rows = private_rows + len(reference.labels)
     described = source.describe()
     digits = config.data.source == "sklearn_digits"
-    what = ("scikit-learn's 8x8 handwritten digits (sklearn.datasets.load_digits)" if digits
-            else f"the data set {described.get('name') or config.data.source!r} "
-                 f"({described.get('kind', config.data.source)})")
+    what = build.data_set_phrase(config.data, described)
     private_data = {
         "description": f"the {private_rows:,} of the {rows:,} rows of {what} that the "
                        "fixed held-out split leaves; only they vote, and the guarantee covers "

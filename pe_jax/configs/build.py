@@ -51,6 +51,14 @@ def data_source(data: ml_collections.ConfigDict) -> "ImageSource":
         raise ValueError(f"data (source {data.source!r}): {error}") from None
 
 
+def data_set_phrase(data: ml_collections.ConfigDict, described: dict) -> str:
+    """The words a privacy report uses for the data set (``described``: its ``describe()``)."""
+    if data.source == "sklearn_digits":
+        return "scikit-learn's 8x8 handwritten digits (sklearn.datasets.load_digits)"
+    return (f"the data set {described.get('name') or data.source!r} "
+            f"({described.get('kind', data.source)})")
+
+
 def private_and_reference(source: "ImageSource", data: ml_collections.ConfigDict
                           ) -> tuple["LabelledImages", "LabelledImages"]:
     """This process's share of the private rows, and the held-out real reference rows of the

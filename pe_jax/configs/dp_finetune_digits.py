@@ -11,20 +11,28 @@ output folders compare file for file. The noise multiplier is calibrated so that
 
 Run it with ``pe-jax dp-finetune`` or
 ``pe-jax dp-finetune --config pe_jax/configs/dp_finetune_digits.py --set epsilon=1.0``;
-``--set prior=DIR`` fine-tunes another ``pe_jax.checkpoints`` folder (8x8 digits 0-9).
+``--set prior=DIR`` fine-tunes another ``pe_jax.checkpoints`` folder: a class-conditional
+prior with the data's classes, or an unconditional one, which gets label embeddings that
+start at zero (``pe_jax.models.unet.with_labels``). ``--set data.source=...`` fine-tunes on
+another data set (the keys of ``pe-jax run``'s ``data`` section), e.g. an npz file::
+
+    pe-jax dp-finetune --set data.source=npz --set data.path=FILE --set data.heldout=0.02 \\
+        --set prior=DIR --set metrics=
 """
 
 import ml_collections
 
+from pe_jax.configs.sections import section
 from pe_jax.data.digits import TUNING_HELDOUT
 
 
 def get_config() -> ml_collections.ConfigDict:
     config = ml_collections.ConfigDict()
     config.name = "dp_finetune_digits"
-    config.data = "sklearn_digits"
-    # Fraction of the digits held out (never private): the metrics' reference set.
-    config.heldout = TUNING_HELDOUT
+    # The private images: any data set ``pe-jax run`` reads (``pe_jax.configs.sections``'s
+    # ``data`` section), split by the same fixed held-out rule; the held-out rows are the
+    # metrics' reference set and are never trained on.
+    config.data = section("data", source="sklearn_digits", heldout=TUNING_HELDOUT)
     config.prior = ""  # a checkpoint folder; empty: the shipped default prior
     # Privacy: the noise multiplier is calibrated so that all steps spend at most epsilon.
     config.epsilon = 4.0

@@ -345,3 +345,21 @@ def init_unet(config: UNetConfig, seed: int = 0) -> UNet:
     a given JAX version and backend, not across them).
     """
     return nnx.jit(lambda: UNet(config, rngs=nnx.Rngs(jax.random.key(seed, impl="rbg"))))()
+
+
+def with_labels(model: UNet, num_classes: int) -> UNet:
+    """An unconditional ``model`` made class-conditional for ``num_classes`` classes.
+
+    Every parameter is ``model``'s; the new label embeddings (the ``num_classes`` labels and
+    the "no label" index) start at zero, so the result computes ``model``'s function for every
+    label until it is trained. This is how an unconditional public prior is fine-tuned on
+    labelled data (``pe-jax dp-finetune``).
+    """
+    require(model.config.num_classes == 0, "model", "an unconditional UNet (num_classes 0)",
+            model.config.num_classes)
+    check_int("num_classes", num_classes, 1)
+    conditional = init_unet(dataclasses.replace(model.config, num_classes=num_classes))
+    nnx.update(conditional, nnx.state(model))
+    embedding = conditional.label_embedding.embedding
+    embedding[...] = jnp.zeros_like(embedding[...])
+    return conditional
