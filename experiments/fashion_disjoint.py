@@ -358,7 +358,7 @@ def main() -> None:
         log(json.dumps(timed(row, start, cpu)))
         start, cpu = time.perf_counter(), cpu_seconds()
         images, labels = union(prior_alone(priors, settings["pe"]))
-        row = {"row": "prior alone", "train_rows": len(labels), **score(images, labels)}
+        row = {"row": f"prior alone{tag}", "train_rows": len(labels), **score(images, labels)}
         log(json.dumps(timed(row, start, cpu)))
     if "pe" in args.stages:
         for epsilon in args.epsilons:

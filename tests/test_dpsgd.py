@@ -298,6 +298,7 @@ def test_dp_finetune_labels_an_unconditional_prior_and_reads_an_npz_data_set(
     report = json.loads((out / "privacy.json").read_text())
     private, heldout = report["private_data"], report["public"]["heldout_reference"]
     assert private["data"] == "npz" and private["source"]["rows"] == 1797
+    assert f"the data set {str(data)!r} (npz)" in private["description"]
     assert private["rows"] + heldout["rows"] == 1797 and heldout["fraction"] == 0.3
     assert report["dp_sgd"]["sampling_rate"] == 100 / private["rows"]
     assert "unconditional: its label embeddings were added at zero" in " ".join(

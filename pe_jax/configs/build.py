@@ -55,8 +55,8 @@ def data_set_phrase(data: ml_collections.ConfigDict, described: dict) -> str:
     """The words a privacy report uses for the data set (``described``: its ``describe()``)."""
     if data.source == "sklearn_digits":
         return "scikit-learn's 8x8 handwritten digits (sklearn.datasets.load_digits)"
-    return (f"the data set {described.get('name') or data.source!r} "
-            f"({described.get('kind', data.source)})")
+    named = described.get("name") or described.get("path") or data.source
+    return f"the data set {named!r} ({described.get('kind', data.source)})"
 
 
 def private_and_reference(source: "ImageSource", data: ml_collections.ConfigDict
