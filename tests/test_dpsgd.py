@@ -251,18 +251,36 @@ def test_dp_finetune_interrupted_by_sigterm_resumes_to_the_uninterrupted_outputs
     assert not (parts / "INCOMPLETE").exists() and not (parts / resume.FOLDER).exists()
 
 
-def test_dp_finetune_on_a_shared_ledger_resumes_into_that_ledger(tmp_path, capsys, monkeypatch,
-                                                                 compile_cache, tiny_prior):
-    argv = _finetune_argv(tiny_prior, "metrics=", "noise_seed=7")
+def test_dp_finetune_of_an_unconditional_prior_on_npz_data_resumes_into_its_shared_ledger(
+        tmp_path, capsys, monkeypatch, compile_cache, tiny_unconditional_prior):
+    digits = load_sklearn_digits()
+    data = tmp_path / "digits.npz"
+    np.savez(data, images=digits.images, labels=digits.labels,
+             class_names=np.array(digits.class_names))
+    argv = _finetune_argv(tiny_unconditional_prior, "metrics=", "noise_seed=7",
+                          "data.source=npz", f"data.path={data}", "data.heldout=0.3")
     earlier = privacy.ReleaseEvent("DP-SGD", 3.0, sampling_rate=0.01, steps=5,
                                    clipping_norm=1.0, source="seeded", seeded=True)
-    ledgers = {}
     for name in ("whole", "parts"):  # each ledger file holds one earlier (seeded) release
-        ledgers[name] = privacy.PrivacyLedger.open(tmp_path / f"{name}.json", delta=1e-5,
-                                                   adjacency="add_remove", epsilon_budget=20.0)
-        ledgers[name].record(earlier)
-    assert cli.main(argv + ["--out", str(tmp_path / "whole"),
-                            "--ledger", str(tmp_path / "whole.json")]) == 0
+        privacy.PrivacyLedger.open(tmp_path / f"{name}.json", delta=1e-5, adjacency="add_remove",
+                                   epsilon_budget=20.0).record(earlier)
+    whole = tmp_path / "whole"
+    assert cli.main(argv + ["--out", str(whole), "--ledger", str(tmp_path / "whole.json")]) == 0
+    report = json.loads((whole / "privacy.json").read_text())
+    private, heldout = report["private_data"], report["public"]["heldout_reference"]
+    assert private["data"] == "npz" and private["source"]["rows"] == 1797
+    assert f"the data set {str(data)!r} (npz)" in private["description"]
+    assert private["rows"] + heldout["rows"] == 1797 and heldout["fraction"] == 0.3
+    assert report["dp_sgd"]["sampling_rate"] == 100 / private["rows"]
+    assert "unconditional: its label embeddings were added at zero" in " ".join(
+        report["public"]["generator"]["description"].split())
+    with np.load(whole / "samples.npz") as saved:
+        np.testing.assert_array_equal(saved["labels"], np.repeat(np.arange(10), 3))
+    # The fine-tuned model is class-conditional, and DP-SGD moved its label embeddings.
+    model, _ = checkpoints.load(whole / "checkpoint", _unet_from_metadata)
+    assert model.config.num_classes == 10
+    assert np.abs(np.asarray(model.label_embedding.embedding[...])).max() > 0
+
     save = resume.RunCheckpoint.save
 
     def save_then_sigterm(self, state, iteration, draws, noise_rng):
@@ -281,34 +299,8 @@ def test_dp_finetune_on_a_shared_ledger_resumes_into_that_ledger(tmp_path, capsy
     assert (tmp_path / "parts.json").read_text() == (tmp_path / "whole.json").read_text()
     report = json.loads((parts / "privacy.json").read_text())
     assert report["composed"]["releases_before_this_run"] == 1 and report["iterations"] == 2
-    with np.load(tmp_path / "whole" / "samples.npz") as a, np.load(parts / "samples.npz") as b:
+    with np.load(whole / "samples.npz") as a, np.load(parts / "samples.npz") as b:
         np.testing.assert_array_equal(a["images"], b["images"])
-
-
-def test_dp_finetune_labels_an_unconditional_prior_and_reads_an_npz_data_set(
-        tmp_path, compile_cache, tiny_unconditional_prior):
-    digits = load_sklearn_digits()
-    data = tmp_path / "digits.npz"
-    np.savez(data, images=digits.images, labels=digits.labels,
-             class_names=np.array(digits.class_names))
-    out = tmp_path / "run"
-    argv = _finetune_argv(tiny_unconditional_prior, "metrics=", "data.source=npz",
-                          f"data.path={data}", "data.heldout=0.3")
-    assert cli.main(argv + ["--out", str(out)]) == 0
-    report = json.loads((out / "privacy.json").read_text())
-    private, heldout = report["private_data"], report["public"]["heldout_reference"]
-    assert private["data"] == "npz" and private["source"]["rows"] == 1797
-    assert f"the data set {str(data)!r} (npz)" in private["description"]
-    assert private["rows"] + heldout["rows"] == 1797 and heldout["fraction"] == 0.3
-    assert report["dp_sgd"]["sampling_rate"] == 100 / private["rows"]
-    assert "unconditional: its label embeddings were added at zero" in " ".join(
-        report["public"]["generator"]["description"].split())
-    with np.load(out / "samples.npz") as saved:
-        np.testing.assert_array_equal(saved["labels"], np.repeat(np.arange(10), 3))
-    # The fine-tuned model is class-conditional, and DP-SGD moved its label embeddings.
-    model, _ = checkpoints.load(out / "checkpoint", _unet_from_metadata)
-    assert model.config.num_classes == 10
-    assert np.abs(np.asarray(model.label_embedding.embedding[...])).max() > 0
 
 
 def test_a_conditional_prior_with_other_classes_is_refused_before_any_step(tmp_path, capsys,
