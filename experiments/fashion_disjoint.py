@@ -316,7 +316,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default="/tmp/fmnist", help="folder of every output")
     parser.add_argument("--epsilons", type=float, nargs="+", default=[1.0, 10.0],
-                        help="the PE runs' budgets; inf = non-private (clean counts, NOT DP)")
+                        help="the runs' budgets; inf = non-private (PE only: clean counts, NOT DP)")
     parser.add_argument("--stages", nargs="+", default=["baselines", "pe"],
                         choices=["priors", "baselines", "pe"],
                         help="what to run after the split and the priors")
