@@ -7,7 +7,9 @@ and 3-way marginals against the train rows and against the test rows, the accura
 test rows of a logistic regression of income trained on the synthetic rows, the epsilon the
 ledger composed and the method's wall time (measuring excluded). ``bootstrap`` resamples the
 train rows with replacement (the sampling floor, not private); ``real`` is the train rows
-themselves (real -> real accuracy).
+themselves (real -> real accuracy); ``marginals`` draws ``--pe-samples`` rows attribute by
+attribute from PE's measured prior (noisy 1-way marginals) spending the whole budget: what PE
+starts from, without its votes.
 
     python experiments/tabular_baselines_adult.py --methods mst aim --epsilons 1 10
 """
@@ -20,6 +22,7 @@ import time
 import numpy as np
 
 from pe_jax import privacy, tabular
+from pe_jax.configs.adult import get_config
 
 TARGET = "income>50K"
 # Adult's binned numeric attributes: their codes are ordered (public knowledge of the schema).
@@ -50,8 +53,21 @@ def run(method: str, epsilon: float, args, train: tabular.Table) -> tuple[np.nda
 
         rows = run_pe(train, epsilon=epsilon, delta=args.delta, ledger=ledger, rng=rng,
                       seed=args.seed, ordinal=tuple(args.pe_ordinal),
-                      iterations=args.pe_iterations, samples=args.pe_samples)
+                      iterations=args.pe_iterations, samples=args.pe_samples,
+                      degree_start=args.pe_degree_start, degree_end=args.pe_degree_end,
+                      marginal_share=args.pe_marginal_share)
         return rows, {"ledger_epsilon": ledger.epsilon_spent(), "releases": len(ledger)}
+    if method == "marginals":  # PE's measured prior alone, with the whole budget
+        import jax
+
+        from pe_jax.tabular.pe import measured_prior
+
+        sigma = privacy.noise_multiplier(epsilon, args.delta, 1, k=len(train.domain))
+        prior = measured_prior(train, noise_multiplier=sigma, ledger=ledger, rng=rng)
+        rows = tabular.TabularGenerator(train.domain, prior=prior).random(
+            jax.random.key(args.seed), args.pe_samples, None)
+        return np.asarray(rows), {"ledger_epsilon": ledger.epsilon_spent(),
+                                  "releases": len(ledger)}
     pick = np.random.default_rng(args.seed).integers(0, len(train), len(train))
     return (train.codes[pick] if method == "bootstrap" else train.codes), {}
 
@@ -59,7 +75,7 @@ def run(method: str, epsilon: float, args, train: tabular.Table) -> tuple[np.nda
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--methods", nargs="+", default=["bootstrap", "mst", "aim", "pe"],
-                        choices=["real", "bootstrap", "mst", "aim", "pe"])
+                        choices=["real", "bootstrap", "marginals", "mst", "aim", "pe"])
     parser.add_argument("--epsilons", type=float, nargs="+", default=[1.0, 10.0])
     parser.add_argument("--delta", type=float, default=1e-9)
     parser.add_argument("--seed", type=int, default=0, help="public randomness")
@@ -68,8 +84,13 @@ def main() -> None:
     parser.add_argument("--pe-ordinal", nargs="*", default=[], metavar="ATTRIBUTE",
                         help="PE: attributes with ordered codes (nearby mutation, thermometer "
                              "embedding), e.g. " + " ".join(NUMERIC))
-    parser.add_argument("--pe-iterations", type=int, default=40)
-    parser.add_argument("--pe-samples", type=int, default=4000)
+    pe = get_config().pe  # the defaults of `pe-jax tabular --method pe`
+    parser.add_argument("--pe-iterations", type=int, default=pe.iterations)
+    parser.add_argument("--pe-samples", type=int, default=pe.samples)
+    parser.add_argument("--pe-degree-start", type=float, default=pe.degree_start)
+    parser.add_argument("--pe-degree-end", type=float, default=pe.degree_end)
+    parser.add_argument("--pe-marginal-share", type=float, default=pe.marginal_share,
+                        help="PE: budget share of the measured 1-way marginal prior (0: uniform)")
     parser.add_argument("--mst-iters", type=int, default=3000)
     parser.add_argument("--aim-rounds", type=int, default=None)
     parser.add_argument("--aim-iters", type=int, default=1000)
@@ -79,7 +100,8 @@ def main() -> None:
     train, test = tabular.load_adult_split()
     domain = train.domain
     for method in args.methods:
-        for epsilon in args.epsilons if method in ("mst", "aim", "pe") else [None]:
+        for epsilon in (args.epsilons if method in ("marginals", "mst", "aim", "pe")
+                        else [None]):
             start = time.perf_counter()
             rows, info = run(method, epsilon, args, train)
             seconds = time.perf_counter() - start

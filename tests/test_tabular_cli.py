@@ -35,13 +35,28 @@ def test_tabular_pe_writes_csv_metrics_and_privacy_report_and_keeps_them(tmp_pat
     held_out = tabular.Table(np.zeros((600, 5), int), table.domain).split(0.2)[1]
     assert metrics["measured_on"] == f"the {len(held_out)} held-out rows"
     report = json.loads((out / "privacy.json").read_text())
-    assert report["differentially_private"] and 0 < report["epsilon"] <= 1.0
-    assert report["iterations"] == 2 and report["private_data"]["rows"] == 300
+    assert report["differentially_private"] and 0.99 < report["epsilon"] <= 1.0
+    # The default measured prior: one release of the 5 1-way marginals, then 2 vote releases.
+    assert report["iterations"] == 3 and report["votes_per_row"] == [1, 5]
+    assert report["private_data"]["rows"] == 300
+    text = (out / "privacy.txt").read_text()
+    assert "1 release of the noisy 1-way marginals of all m = 5 attributes" in text
+    assert "2 releases, one per iteration, each a histogram of votes" in text
     assert "wrote" in capsys.readouterr().out
     before = (out / "synthetic.csv").read_bytes()
     assert cli.main(["tabular", "--method", "pe", "--out", str(out), *data, *SMALL_PE]) == 2
     assert "already exists" in capsys.readouterr().err
     assert (out / "synthetic.csv").read_bytes() == before
+
+
+def test_tabular_pe_with_a_uniform_prior_releases_only_votes(tmp_path):
+    out = tmp_path / "uniform"
+    assert cli.main(["tabular", "--method", "pe", "--out", str(out), *_slice(tmp_path),
+                     *SMALL_PE, "--set", "pe.marginal_share=0"]) == 0
+    report = json.loads((out / "privacy.json").read_text())
+    assert report["iterations"] == 2 and report["votes_per_row"] == [1]
+    assert 0.99 < report["epsilon"] <= 1.0
+    assert "1-way marginals" not in (out / "privacy.txt").read_text()
 
 
 @pytest.mark.parametrize("settings, message", [
@@ -51,6 +66,7 @@ def test_tabular_pe_writes_csv_metrics_and_privacy_report_and_keeps_them(tmp_pat
     (["--set", "target=salary"], "target must be an attribute"),
     (["--set", "pe.iterations=1.5"], "--set pe.iterations must be an integer"),
     (["--set", "pe.ordinal=age,height"], "pe.ordinal must name attributes"),
+    (["--set", "pe.marginal_share=1.0"], "pe.marginal_share must be"),
 ])
 def test_tabular_refuses_bad_settings_before_writing(tmp_path, capsys, settings, message):
     out = tmp_path / "bad"

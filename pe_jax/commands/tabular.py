@@ -90,6 +90,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
     check_real("pe.degree_end", config.pe.degree_end, 0, 1, lo_open=True)
     check_real("pe.threshold", config.pe.threshold, 0)
     check_bool("pe.keep_selected", config.pe.keep_selected)
+    check_real("pe.marginal_share", config.pe.marginal_share, 0, 1, hi_open=True)
     require(isinstance(config.pe.ordinal, str), "pe.ordinal",
             'comma-separated attribute names ("" for none)', config.pe.ordinal)
 
@@ -175,8 +176,8 @@ def _synthesise(config, private, ledger, rng, log):
     return run_pe(private, **common, seed=config.seed, iterations=pe.iterations,
                   samples=pe.samples, degree_start=pe.degree_start,
                   degree_end=pe.degree_end, threshold=pe.threshold,
-                  keep_selected=pe.keep_selected,
-                  ordinal=_ordinal(config))
+                  keep_selected=pe.keep_selected, ordinal=_ordinal(config),
+                  marginal_share=pe.marginal_share)
 
 
 def _write_csv(path: pathlib.Path, attributes, rows) -> None:
@@ -224,6 +225,23 @@ def _marginal_method_how(method: str, events, report: dict) -> list[str]:
         f"  Accountant: {report['accountant']}."]
 
 
+def _measured_prior_how(events, report: dict) -> list[str]:
+    """The privacy text's "How" lines for PE with a measured prior: its one marginal release
+    (the first event, ``k`` = the number of attributes), then the vote histograms."""
+    prior, votes = events[0], events[1:]
+    return [
+        f"  1 release of the noisy 1-way marginals of all m = {prior.k} attributes together, "
+        "the prior the generator draws new cells from: every protected row adds one count to "
+        "one cell of each, weighted 1/sqrt(m), so one row changes it by L2 norm 1; discrete "
+        f"Gaussian noise of scale sigma * sqrt(m), sigma = {prior.noise_multiplier:.4g}.",
+        f"  {len(votes)} releases, one per iteration, each a histogram of votes: every "
+        "protected row casts 1 vote for its nearest synthetic row, so one row changes a "
+        "release by L2 norm 1; discrete Gaussian noise of scale sigma = "
+        f"{', '.join(sorted({f'{e.noise_multiplier:.4g}' for e in votes}))}.",
+        f"  Noise drawn from {', '.join(report['randomness'])}.",
+        f"  Accountant: {report['accountant']}."]
+
+
 def _report(config, ledger, private, held_out) -> dict:
     """The privacy report of ``pe-jax run``'s schema, with the method's own sensitivity and
     accountant where they differ from PE's."""
@@ -256,6 +274,11 @@ def _report(config, ledger, private, held_out) -> dict:
         report["sensitivity"] = SENSITIVITY[config.method]
         report["accountant"] = ZCDP_ACCOUNTANT
         report["how"] = _marginal_method_how(config.method, ledger.events, report)
+    elif config.pe.marginal_share > 0:
+        report["sensitivity"] = ("L2 1 per release: one vote per protected row in each vote "
+                                 "histogram; one count in each of the m 1-way marginals, "
+                                 "weighted 1/sqrt(m), in the prior's release")
+        report["how"] = _measured_prior_how(ledger.events, report)
     if report["epsilon"] is not None and not math.isfinite(report["epsilon"]):
         report["epsilon"] = None
     return report

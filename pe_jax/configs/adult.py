@@ -37,12 +37,18 @@ def get_config() -> ml_collections.ConfigDict:
     config.aim.final_iters = 2500
 
     config.pe = ml_collections.ConfigDict()
-    config.pe.iterations = 40
-    config.pe.samples = 4000  # synthetic population
+    # PE's defaults come from the sweep on Adult at epsilon 1 (experiments/RESULTS.md): a large
+    # population and few iterations keep the marginals; more iterations fit the joint better
+    # but the population drifts and loses diversity.
+    config.pe.iterations = 5
+    config.pe.samples = 16000  # synthetic population
     config.pe.degree_start = 0.3  # share of cells re-drawn, decaying over the run
-    config.pe.degree_end = 0.02
+    config.pe.degree_end = 0.1
     config.pe.threshold = 0.0
     config.pe.keep_selected = False
+    # Share of the budget (of mu^2, mu-GDP) spent on noisy 1-way marginals that the generator
+    # draws new cells from; 0: a uniform prior over each attribute's domain.
+    config.pe.marginal_share = 0.2
     # Comma-separated attributes with ordered codes: mutated to nearby values and embedded by
     # a thermometer code ("" for none), e.g. Adult's binned numbers:
     # "age,fnlwgt,education-num,capital-gain,capital-loss,hours-per-week".

@@ -2,14 +2,14 @@
 
 ``marginal_counts(codes, sizes, clique)`` counts the rows in every cell of the marginal on the
 attribute indices ``clique`` (flattened row-major, the last attribute fastest, as mbi's
-``datavector``). ``measure`` releases the marginals of several cliques in ONE discrete Gaussian
-release through ``pe_jax.privacy.release``, the project's only noise path: a row lies in
+``datavector``). ``noisy_marginals`` releases the marginals of several cliques in ONE discrete
+Gaussian release through ``pe_jax.privacy.release``, the project's only noise path: a row lies in
 exactly one cell of each of the ``m`` marginals, so the count vector is a histogram in which
 each row casts ``k = m`` votes, and with weight ``1 / sqrt(m)`` per vote its L2 sensitivity
 under add/remove is exactly 1 (``MARGINAL_SENSITIVITY``). The ledger records one event
 (noise multiplier ``sigma``, ``k = m``: ``1 / (2 sigma^2)``-zCDP); every cell gets integer
-noise of scale ``sigma * sqrt(m)``. The noisy counts come back as ``mbi.LinearMeasurement``s
-with that standard deviation.
+noise of scale ``sigma * sqrt(m)``. ``measure`` gives the same noisy counts as
+``mbi.LinearMeasurement``s with that standard deviation.
 """
 
 from __future__ import annotations
@@ -36,16 +36,13 @@ def marginal_counts(codes: np.ndarray, sizes: Sequence[int], clique: Sequence[in
     return np.bincount(flat, minlength=math.prod(dims)).astype(np.int64)
 
 
-def measure(table: Table, cliques: Sequence[tuple[str, ...]], *, noise_multiplier: float,
-            ledger: PrivacyLedger, rng: np.random.Generator | None = None) -> list:
-    """The noisy marginals of ``cliques`` (attribute names), one release for all of them.
-
-    Returns one ``mbi.LinearMeasurement`` per clique: noisy counts with standard deviation
+def noisy_marginals(table: Table, cliques: Sequence[tuple[str, ...]], *,
+                    noise_multiplier: float, ledger: PrivacyLedger,
+                    rng: np.random.Generator | None = None) -> list[np.ndarray]:
+    """The noisy counts (float, count scale) of the marginals on ``cliques`` (attribute
+    names), in one release: each cell's noise has standard deviation
     ``noise_multiplier * sqrt(len(cliques))``. ``rng``: as in ``pe_jax.privacy.release``
-    (None: CSPRNG).
-    """
-    from pe_jax.tabular.pgm import mbi_module
-
+    (None: CSPRNG)."""
     if not cliques:
         raise ValueError("cliques must name at least one marginal to measure")
     names = table.attributes
@@ -59,8 +56,18 @@ def measure(table: Table, cliques: Sequence[tuple[str, ...]], *, noise_multiplie
     k = len(cliques)
     released = release(np.concatenate(counts), noise_multiplier=noise_multiplier,
                        threshold=0.0, ledger=ledger, k=k, rng=rng)
-    noisy = released.noisy * math.sqrt(k)  # back to count scale: post-processing
-    stddev = noise_multiplier * math.sqrt(k)
-    ends = np.cumsum([len(c) for c in counts])
+    noisy = np.asarray(released.noisy) * math.sqrt(k)  # back to count scale: post-processing
+    return np.split(noisy, np.cumsum([len(c) for c in counts])[:-1])
+
+
+def measure(table: Table, cliques: Sequence[tuple[str, ...]], *, noise_multiplier: float,
+            ledger: PrivacyLedger, rng: np.random.Generator | None = None) -> list:
+    """``noisy_marginals`` as one ``mbi.LinearMeasurement`` per clique, with its standard
+    deviation ``noise_multiplier * sqrt(len(cliques))``."""
+    from pe_jax.tabular.pgm import mbi_module
+
+    noisy = noisy_marginals(table, cliques, noise_multiplier=noise_multiplier, ledger=ledger,
+                            rng=rng)
+    stddev = noise_multiplier * math.sqrt(len(cliques))
     return [mbi_module().LinearMeasurement(y, tuple(clique), stddev=stddev)
-            for y, clique in zip(np.split(noisy, ends[:-1]), cliques)]
+            for y, clique in zip(noisy, cliques)]
