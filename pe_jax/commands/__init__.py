@@ -28,6 +28,9 @@ INCOMPLETE_FILE = "INCOMPLETE"
 SAMPLES_FILE = "samples.npz"
 """The synthetic data set a command writes into its output folder."""
 
+SAMPLES_GRID_FILE = "samples.png"
+"""The picture of the final samples a command writes next to them."""
+
 
 def add_config_arguments(parser: argparse.ArgumentParser, default_config: str | pathlib.Path,
                          described: str, *, out_help: str = OUT_HELP,

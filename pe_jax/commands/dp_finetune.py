@@ -44,8 +44,8 @@ import ml_collections
 
 from pe_jax._checks import check_int, require
 from pe_jax.commands import (INCOMPLETE_FILE, INTERRUPTED_STATUS, SAMPLES_FILE,
-                             add_config_arguments, check_devices, device_mesh, output_dir,
-                             shared_ledger, sigterm_interrupts)
+                             SAMPLES_GRID_FILE, add_config_arguments, check_devices,
+                             device_mesh, output_dir, shared_ledger, sigterm_interrupts)
 from pe_jax.configs import CONFIG_DIR, load_config, load_saved_config
 
 if TYPE_CHECKING:
@@ -299,7 +299,7 @@ def dp_finetune(config: ml_collections.ConfigDict, out: pathlib.Path, *, resume:
                                len(labels), jnp.asarray(labels))
     images = np.asarray(generator.images(samples))
     reporting.save_samples(out / SAMPLES_FILE, images, labels, private.class_names)
-    reporting.save_image_grid(out / "samples.png", images, labels, private.num_classes)
+    reporting.save_image_grid(out / SAMPLES_GRID_FILE, images, labels, private.num_classes)
     for callback in make_callbacks(config, out, generator=generator,
                                    num_classes=private.num_classes,
                                    reference_images=reference.images,

@@ -28,8 +28,9 @@ from typing import TYPE_CHECKING
 import ml_collections
 
 from pe_jax.commands import (INCOMPLETE_FILE, INTERRUPTED_STATUS, SAMPLES_FILE,
-                             add_config_arguments, check_devices, device_mesh, distributed,
-                             output_dir, shared_ledger, sigterm_interrupts)
+                             SAMPLES_GRID_FILE, add_config_arguments, check_devices,
+                             device_mesh, distributed, output_dir, shared_ledger,
+                             sigterm_interrupts)
 from pe_jax.commands.shared_ledger import ADJACENCY
 from pe_jax.configs import DEFAULT_CONFIG, load_config, load_saved_config
 
@@ -229,7 +230,7 @@ def run_command(config: ml_collections.ConfigDict, out: pathlib.Path, progress: 
         images = generator.images(samples)
         reporting.save_samples(out / SAMPLES_FILE, images, pe_config.layout.labels,
                                private.class_names)
-        reporting.save_image_grid(out / "samples.png", images, pe_config.layout.labels,
+        reporting.save_image_grid(out / SAMPLES_GRID_FILE, images, pe_config.layout.labels,
                                   private.num_classes)
 
     def save_final(result: evolve.IterationResult) -> None:

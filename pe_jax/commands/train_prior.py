@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING
 import ml_collections
 
 from pe_jax._checks import require
-from pe_jax.commands import add_config_arguments, output_dir
+from pe_jax.commands import SAMPLES_GRID_FILE, add_config_arguments, output_dir
 from pe_jax.configs import CONFIG_DIR, load_config
 
 if TYPE_CHECKING:
@@ -156,7 +156,7 @@ def fit_and_save(config: ml_collections.ConfigDict, out: pathlib.Path,
     result = training.train(model, schedule, batch_fn, settings, key=train_key,
                             checkpoint_dir=out / "train", resume=resume, mesh=mesh,
                             callbacks=[grid_callback], progress=progress)
-    write_grid(out / "samples.png", result.state.ema)
+    write_grid(out / SAMPLES_GRID_FILE, result.state.ema)
     final_loss = result.losses[-1][1] if result.losses else None
     summary = {"steps": config.steps, "final_loss": final_loss, "seconds": result.seconds,
                "losses": result.losses, "devices": jax.device_count(),
