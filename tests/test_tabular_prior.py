@@ -95,4 +95,11 @@ def test_refusals_come_before_the_prior_is_measured(adult_train):
         with pytest.raises(ValueError, match="marginal_share"):
             run_pe(adult_train, epsilon=1.0, delta=DELTA, ledger=tight, iterations=3,
                    samples=100, marginal_share=bad)
-    assert len(tight) == 0
+    # Bad PE settings are refused before the prior's noise is drawn, not after.
+    ledger = privacy.PrivacyLedger(DELTA)
+    for settings, name in ((dict(samples=0), "samples"), (dict(degree_end=2.0), "degree"),
+                           (dict(ordinal=("height",)), "ordinal")):
+        with pytest.raises(ValueError, match=name):
+            run_pe(adult_train, epsilon=1.0, delta=DELTA, ledger=ledger, iterations=3,
+                   marginal_share=0.2, **{"samples": 100, **settings})
+    assert len(tight) == 0 and len(ledger) == 0

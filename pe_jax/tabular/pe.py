@@ -80,6 +80,13 @@ def run_pe(table: Table, *, epsilon: float, delta: float, ledger: privacy.Privac
             "marginal_share", "a number in [0, 1)", marginal_share)
     sigma, sigma_prior = noise_multipliers(epsilon, delta, iterations, marginal_share,
                                            len(table.domain))
+    # Every setting is checked (here and by the embedder) before the prior's noise is drawn.
+    config = evolve.PEConfig(
+        iterations=iterations, noise_multiplier=sigma, samples_per_class=(samples,),
+        degrees=evolve.degree_schedule(degree_start, degree_end, iterations),
+        threshold=threshold, keep_selected=keep_selected,
+        image_range=image_range(table.domain))
+    embedder = OneHotEmbedder(table.domain, ordinal=ordinal)
     prior = None
     if sigma_prior is not None:
         scratch = privacy.PrivacyLedger.from_dict(ledger.to_dict())
@@ -87,15 +94,9 @@ def run_pe(table: Table, *, epsilon: float, delta: float, ledger: privacy.Privac
                                      rng=rng))
         scratch.check(release_event(noise_multiplier=sigma, rng=rng), times=iterations)
         prior = measured_prior(table, noise_multiplier=sigma_prior, ledger=ledger, rng=rng)
-    config = evolve.PEConfig(
-        iterations=iterations, noise_multiplier=sigma, samples_per_class=(samples,),
-        degrees=evolve.degree_schedule(degree_start, degree_end, iterations),
-        threshold=threshold, keep_selected=keep_selected,
-        image_range=image_range(table.domain))
     result = evolve.run(jax.random.key(seed), config,
                         generator=TabularGenerator(table.domain, prior=prior,
                                                    ordinal=ordinal),
-                        embedder=OneHotEmbedder(table.domain, ordinal=ordinal),
-                        private_images=as_images(table.codes), private_labels=None,
-                        ledger=ledger, noise_rng=rng, progress=False)
+                        embedder=embedder, private_images=as_images(table.codes),
+                        private_labels=None, ledger=ledger, noise_rng=rng, progress=False)
     return np.asarray(result.samples, np.int32)
